@@ -1,0 +1,31 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 3000
+
+.PHONY: install run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	CARACAL_ADMIN_TOKEN=$${CARACAL_ADMIN_TOKEN:-dev-admin-token-change-me} \
+	CARACAL_LOCAL_BOOTSTRAP_ENABLED=$${CARACAL_LOCAL_BOOTSTRAP_ENABLED:-true} \
+	$(PY) -m controlplane serve --port $(PORT)
+
+test: install
+	$(PY) -m pytest -n 2 --dist loadfile
+
+lint: install
+	$(VENV)/bin/ruff check controlplane tests bench
+	$(VENV)/bin/ruff format --check controlplane tests bench
+
+bench: install
+	$(PY) bench/pdp.py
+
+clean:
+	rm -rf $(VENV) .caracal

@@ -1,0 +1,203 @@
+"""Command line: ``python -m controlplane <command>`` (also installed as ``caracal``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from controlplane.settings import Settings, SettingsError, load_settings, parse_duration
+
+log = logging.getLogger("controlplane")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _database_url(settings: Settings) -> tuple[str, object | None]:
+    """The configured database URL, or an embedded server's (returned for stopping)."""
+    if settings.database_url:
+        return settings.database_url, None
+    from controlplane.embedded import start_embedded_postgres
+
+    server, url = start_embedded_postgres(settings.data_dir)
+    return url, server
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP service."""
+    import uvicorn
+
+    from controlplane.crypto import load_kek
+    from controlplane.db import migrate
+
+    overrides = {k: v for k, v in (("port", args.port), ("host", args.host)) if v is not None}
+    if args.workers is not None:
+        overrides["workers"] = args.workers
+    settings = load_settings(**overrides)
+    load_kek(settings.kek, settings.kek_file, settings.data_dir, settings.production)
+    url, server = _database_url(settings)
+    os.environ["DATABASE_URL"] = url
+    try:
+        migrate(url)
+        log.info(
+            "serving",
+            extra={"host": settings.host, "port": settings.port, "workers": settings.workers},
+        )
+        if settings.local_bootstrap_enabled:
+            shown_host = "localhost" if settings.host in {"0.0.0.0", "127.0.0.1"} else settings.host
+            base = f"http://{shown_host}:{settings.port}"
+            print(
+                "local bootstrap: curl -s -X POST "
+                f"-H 'Authorization: Bearer $CARACAL_ADMIN_TOKEN' {base}/v1/local/bootstrap",
+                file=sys.stderr,
+                flush=True,
+            )
+        uvicorn.run(
+            "controlplane.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if server is not None:
+            from controlplane.embedded import stop_embedded_postgres
+
+            stop_embedded_postgres(server)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations and exit."""
+    from controlplane.db import migrate
+
+    settings = load_settings()
+    url, server = _database_url(settings)
+    try:
+        applied = migrate(url)
+        print(
+            f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
+        )
+    finally:
+        if server is not None:
+            from controlplane.embedded import stop_embedded_postgres
+
+            stop_embedded_postgres(server)
+    return 0
+
+
+def cmd_admin_token_create(args: argparse.Namespace) -> int:
+    """Create an admin token and print it once."""
+    from controlplane.admin_tokens import create_token, format_expiry
+    from controlplane.db import Database, migrate
+
+    if args.scope == "zone" and not args.zone:
+        print("error: --zone is required with --scope zone", file=sys.stderr)
+        return 2
+    if args.scope == "global" and args.zone:
+        print("error: --zone is only allowed with --scope zone", file=sys.stderr)
+        return 2
+    try:
+        ttl = parse_duration(args.ttl) if args.ttl else None
+    except ValueError as exc:
+        print(f"error: --ttl: {exc}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    url, server = _database_url(settings)
+
+    async def run() -> int:
+        migrate(url)
+        db = Database(url, 1, 1)
+        await db.open()
+        try:
+            async with db.transaction() as conn:
+                if args.zone:
+                    cur = await conn.execute(
+                        "SELECT 1 FROM zones WHERE id = %s AND archived_at IS NULL", (args.zone,)
+                    )
+                    if await cur.fetchone() is None:
+                        print(f"error: zone {args.zone!r} not found", file=sys.stderr)
+                        return 1
+                row, token = await create_token(
+                    conn, scope=args.scope, zone_id=args.zone, name=args.name, expires_in=ttl
+                )
+        finally:
+            await db.close()
+        print(token)
+        print(
+            f"id={row['id']} scope={row['scope']} zone={row['zone_id'] or '-'}"
+            f" expires={format_expiry(row['expires_at'])} (store the token now: it is not shown again)",
+            file=sys.stderr,
+        )
+        return 0
+
+    try:
+        return asyncio.run(run())
+    finally:
+        if server is not None:
+            from controlplane.embedded import stop_embedded_postgres
+
+            stop_embedded_postgres(server)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="caracal", description="Caracal control plane")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply database migrations and exit")
+    mig.set_defaults(func=cmd_migrate)
+
+    token = sub.add_parser("admin-token", help="manage admin tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="create a token and print it once")
+    create.add_argument("--scope", choices=["global", "zone"], required=True)
+    create.add_argument("--zone")
+    create.add_argument("--name")
+    create.add_argument("--ttl", help="lifetime such as 3600s, 12h or 30d (default: none)")
+    create.set_defaults(func=cmd_admin_token_create)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Other modules add subcommands here: each takes the subparsers object.
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, configure logging, run; bad settings exit 2 with one line."""
+    from controlplane.logs import configure_logging
+
+    args = build_parser().parse_args(argv)
+    try:
+        configure_logging(os.environ.get("CARACAL_LOG_LEVEL", "INFO").upper())
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from controlplane.crypto import KekError
+
+        if isinstance(exc, KekError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Admin-token lifecycle shared by the REST API, the CLI and start-up."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from uuid6 import uuid7
+
+from controlplane.auth import hash_token
+from controlplane.crypto import generate_admin_token
+from controlplane.db import Conn
+
+TOKEN_COLUMNS = "id, name, scope, zone_id, created_at, expires_at, last_used_at, revoked_at"
+ENV_TOKEN_NAME = "env:CARACAL_ADMIN_TOKEN"
+
+
+async def create_token(
+    conn: Conn, *, scope: str, zone_id: str | None, name: str | None, expires_in: int | None
+) -> tuple[dict[str, Any], str]:
+    """Insert a new token; return its row and the token string (shown once)."""
+    token = generate_admin_token()
+    cur = await conn.execute(
+        "INSERT INTO admin_tokens (id, name, scope, zone_id, token_sha256, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s,"
+        " CASE WHEN %s::integer IS NULL THEN NULL ELSE now() + make_interval(secs => %s) END)"
+        f" RETURNING {TOKEN_COLUMNS}",
+        (uuid7(), name, scope, zone_id, hash_token(token), expires_in, expires_in),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row, token
+
+
+async def upsert_env_token(conn: Conn, token: str) -> None:
+    """Make ``CARACAL_ADMIN_TOKEN`` a global token (kept as it is if it exists already)."""
+    await conn.execute(
+        "INSERT INTO admin_tokens (id, name, scope, token_sha256) VALUES (%s, %s, 'global', %s)"
+        " ON CONFLICT (token_sha256) DO NOTHING",
+        (uuid7(), ENV_TOKEN_NAME, hash_token(token)),
+    )
+
+
+def format_expiry(value: datetime | None) -> str:
+    """Human-readable expiry for the CLI."""
+    return "never" if value is None else value.isoformat()

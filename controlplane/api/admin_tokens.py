@@ -1,0 +1,125 @@
+"""Admin tokens [ours]: ``/v1/admin-tokens`` (global scope)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.di import Provide
+
+from controlplane.admin_tokens import TOKEN_COLUMNS, create_token
+from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
+from controlplane.audit import record_event
+from controlplane.errors import ApiError, invalid_body
+from controlplane.services import Services
+
+
+class AdminTokenInfo(msgspec.Struct):
+    """A token as listed (never the token string)."""
+
+    id: str
+    name: str | None
+    scope: str
+    zone_id: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class AdminTokenCreated(msgspec.Struct):
+    """POST response: the only time the token string is shown."""
+
+    id: str
+    name: str | None
+    scope: str
+    zone_id: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    token: str
+
+
+class AdminTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /v1/admin-tokens body."""
+
+    scope: Literal["global", "zone"]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    zone_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    expires_in: Annotated[int, msgspec.Meta(ge=60, le=10 * 365 * 86_400)] | None = None
+
+
+class AdminTokenController(Controller):
+    """List, create and revoke admin tokens."""
+
+    path = "/v1/admin-tokens"
+    tags = ["admin-tokens"]
+    opt = {"scope": "global"}
+    dependencies = {"services": Provide(services_of, sync_to_thread=False)}
+
+    @get("/")
+    async def list_tokens(self, services: Services) -> list[AdminTokenInfo]:
+        """Every token, oldest first."""
+        async with services.db.transaction() as conn:
+            cur = await conn.execute(
+                f"SELECT {TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id"
+            )
+            return [AdminTokenInfo(**{**row, "id": str(row["id"])}) for row in await cur.fetchall()]
+
+    @post("/")
+    async def create(
+        self, request: Request, services: Services, data: AdminTokenCreate
+    ) -> AdminTokenCreated:
+        """Create a token (201); the token string is in this response only."""
+        if data.scope == "zone" and data.zone_id is None:
+            raise invalid_body("zone_id is required when scope is zone", ["zone_id"])
+        if data.scope == "global" and data.zone_id is not None:
+            raise invalid_body("zone_id is only allowed when scope is zone", ["zone_id"])
+        async with services.db.transaction() as conn:
+            if data.zone_id is not None:
+                await require_zone(conn, data.zone_id)
+            row, token = await create_token(
+                conn,
+                scope=data.scope,
+                zone_id=data.zone_id,
+                name=data.name,
+                expires_in=data.expires_in,
+            )
+            await record_event(
+                conn,
+                zone_id=data.zone_id,
+                event_type="admin_token.created",
+                actor_id=actor_id(request),
+                metadata={"token_id": str(row["id"]), "scope": data.scope, "name": data.name},
+            )
+        return AdminTokenCreated(
+            id=str(row["id"]),
+            name=row["name"],
+            scope=row["scope"],
+            zone_id=row["zone_id"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            token=token,
+        )
+
+    @delete("/{token_id:str}", status_code=204)
+    async def revoke(self, request: Request, token_id: str, services: Services) -> None:
+        """Revoke a token: it answers 401 from then on."""
+        token_uuid = parse_uuid(token_id, "admin_token_not_found")
+        async with services.db.transaction() as conn:
+            cur = await conn.execute(
+                "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, now())"
+                " WHERE id = %s RETURNING zone_id",
+                (token_uuid,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise ApiError(404, "admin_token_not_found")
+            await record_event(
+                conn,
+                zone_id=row["zone_id"],
+                event_type="admin_token.revoked",
+                actor_id=actor_id(request),
+                metadata={"token_id": token_id},
+            )

@@ -1,0 +1,37 @@
+"""Liveness and readiness: ``/health`` and ``/ready`` (public)."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Response, get
+from litestar.datastructures import State
+
+
+class Health(msgspec.Struct):
+    """GET /health body."""
+
+    ok: bool
+
+
+class Readiness(msgspec.Struct):
+    """GET /ready body."""
+
+    ok: bool
+    draining: bool
+
+
+@get("/health", opt={"scope": "public"}, tags=["health"])
+async def health() -> Health:
+    """Always 200 while the process runs."""
+    return Health(ok=True)
+
+
+@get("/ready", opt={"scope": "public"}, tags=["health"])
+async def ready(state: State) -> Response[Readiness]:
+    """200 when the database answers and the service is not draining; 503 otherwise."""
+    services = state.services
+    if services.draining:
+        return Response(Readiness(ok=False, draining=True), status_code=503)
+    if not await services.db.ping():
+        return Response(Readiness(ok=False, draining=False), status_code=503)
+    return Response(Readiness(ok=True, draining=False))

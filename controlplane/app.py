@@ -1,0 +1,137 @@
+"""The application factory: routes, guard, error handlers, request context and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.types import ASGIApp
+
+from controlplane import __version__
+from controlplane.admin_tokens import upsert_env_token
+from controlplane.api.admin_tokens import AdminTokenController
+from controlplane.api.health import health, ready
+from controlplane.api.zones import ZoneController
+from controlplane.auth import admin_guard
+from controlplane.crypto import Kek, SecretHasher, load_kek
+from controlplane.db import Database, migrate
+from controlplane.errors import EXCEPTION_HANDLERS
+from controlplane.request_context import RequestContextMiddleware
+from controlplane.services import Services
+from controlplane.settings import Settings, load_settings
+
+log = logging.getLogger("controlplane")
+
+MAX_BODY_BYTES = 1024 * 1024
+
+# Background parts of the service (relay, PDP listener, …) register here: each is an async
+# context manager factory taking the Services, entered at start-up and exited at shutdown.
+Component = Callable[[Services], Any]
+COMPONENTS: list[Component] = []
+
+ROUTE_HANDLERS: list[Any] = [health, ready, ZoneController, AdminTokenController]
+
+
+class ControlPlaneApp(Litestar):
+    """Litestar with the request-context middleware outermost, so even 404s carry an id."""
+
+    def _create_asgi_handler(self) -> ASGIApp:
+        return RequestContextMiddleware(super()._create_asgi_handler())
+
+
+def create_app(
+    settings: Settings,
+    *,
+    kek: Kek | None = None,
+    handle_signals: bool = False,
+    run_migrations: bool = True,
+) -> Litestar:
+    """Build the ASGI application for ``settings`` (DATABASE_URL must be set by now)."""
+    if settings.database_url is None:
+        raise ValueError("create_app needs settings.database_url")
+    db = Database(settings.database_url, settings.pool_min_size, settings.pool_max_size)
+    services = Services(
+        settings=settings,
+        db=db,
+        kek=kek
+        or load_kek(settings.kek, settings.kek_file, settings.data_dir, settings.production),
+        hasher=SecretHasher(
+            settings.argon2_time_cost, settings.argon2_memory_cost, settings.argon2_parallelism
+        ),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if run_migrations:
+            await asyncio.to_thread(migrate, settings.database_url)
+        await db.open()
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(db.close)
+            if settings.admin_token:
+                async with db.transaction() as conn:
+                    await upsert_env_token(conn, settings.admin_token)
+            for component in COMPONENTS:
+                await stack.enter_async_context(component(services))
+            if handle_signals:
+                _install_drain_handler(services)
+            yield
+
+    return ControlPlaneApp(
+        route_handlers=ROUTE_HANDLERS,
+        guards=[admin_guard],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        state=_state(services),
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(
+            title="Caracal control plane",
+            version=__version__,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        debug=False,
+        logging_config=None,
+    )
+
+
+def _state(services: Services) -> Any:
+    from litestar.datastructures import State
+
+    return State({"services": services})
+
+
+def _install_drain_handler(services: Services) -> None:
+    """On SIGTERM: turn /ready to 503 at once, keep serving for the drain period, then stop."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if services.draining:
+            return
+        services.draining = True
+        log.info("draining", extra={"seconds": services.settings.drain_seconds})
+
+        def stop() -> None:
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                signal.raise_signal(signal.SIGINT)
+
+        loop.call_soon_threadsafe(loop.call_later, services.settings.drain_seconds, stop)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for ``uvicorn --factory``: settings from the environment, signals handled."""
+    return create_app(load_settings(), handle_signals=True)

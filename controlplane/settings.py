@@ -1,0 +1,163 @@
+"""Service settings: one frozen object read from ``CARACAL_*`` variables and ``DATABASE_URL``."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+
+class SettingsError(Exception):
+    """A configuration value is invalid; the message is one line naming the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the service reads from its environment."""
+
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 3000
+    workers: int = 1
+    admin_token: str | None = None
+    local_bootstrap_enabled: bool = False
+    local_zone_id: str = "zone1"
+    kek: str | None = None
+    kek_file: str | None = None
+    data_dir: Path = Path(".caracal")
+    env: Literal["development", "production"] = "development"
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    log_level: str = "INFO"
+    drain_seconds: float = 2.0
+    redis_url: str | None = None
+    key_overlap_seconds: int = 86_400
+    argon2_time_cost: int = 2
+    argon2_memory_cost: int = 19_456
+    argon2_parallelism: int = 1
+    pdp_reconcile_seconds: float = 0.5
+
+    @property
+    def production(self) -> bool:
+        """True when ``CARACAL_ENV=production``."""
+        return self.env == "production"
+
+
+_DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """Parse ``90``, ``90s``, ``15m``, ``24h`` or ``30d`` into seconds."""
+    match = _DURATION_RE.match(text.strip())
+    if not match:
+        raise ValueError("expected a duration such as 90s, 15m, 24h or 30d")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _env_name(text: str) -> str:
+    if text not in {"development", "production"}:
+        raise ValueError("expected development or production")
+    return text
+
+
+def _zone_id(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        raise ValueError("expected 1-64 characters of letters, digits, '_' or '-'")
+    return text
+
+
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def _admin_token(text: str) -> str:
+    if not re.fullmatch(r"[\x21-\x7e]{16,512}", text):
+        raise ValueError("expected 16-512 visible ASCII characters")
+    return text
+
+
+def _nonempty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text
+
+
+# variable name -> (settings field, parser)
+_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "DATABASE_URL": ("database_url", _nonempty),
+    "CARACAL_HOST": ("host", _nonempty),
+    "CARACAL_PORT": ("port", _int_in(1, 65_535)),
+    "CARACAL_WORKERS": ("workers", _int_in(1, 64)),
+    "CARACAL_ADMIN_TOKEN": ("admin_token", _admin_token),
+    "CARACAL_LOCAL_BOOTSTRAP_ENABLED": ("local_bootstrap_enabled", _bool),
+    "CARACAL_LOCAL_ZONE_ID": ("local_zone_id", _zone_id),
+    "CARACAL_KEK": ("kek", _nonempty),
+    "CARACAL_KEK_FILE": ("kek_file", _nonempty),
+    "CARACAL_DATA_DIR": ("data_dir", lambda text: Path(_nonempty(text))),
+    "CARACAL_ENV": ("env", _env_name),
+    "CARACAL_DB_POOL_MIN": ("pool_min_size", _int_in(1, 1000)),
+    "CARACAL_DB_POOL_MAX": ("pool_max_size", _int_in(1, 1000)),
+    "CARACAL_LOG_LEVEL": ("log_level", _log_level),
+    "CARACAL_DRAIN_SECONDS": ("drain_seconds", _positive_float),
+    "CARACAL_REDIS_URL": ("redis_url", _nonempty),
+    "CARACAL_KEY_OVERLAP": ("key_overlap_seconds", parse_duration),
+    "CARACAL_ARGON2_TIME_COST": ("argon2_time_cost", _int_in(1, 100)),
+    "CARACAL_ARGON2_MEMORY_COST": ("argon2_memory_cost", _int_in(1024, 4_194_304)),
+    "CARACAL_ARGON2_PARALLELISM": ("argon2_parallelism", _int_in(1, 64)),
+    "CARACAL_PDP_RECONCILE_SECONDS": ("pdp_reconcile_seconds", _positive_float),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``); raise SettingsError on a bad value."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for variable, (field, parse) in _VARIABLES.items():
+        raw = env.get(variable)
+        if raw is None or (raw == "" and field not in {"local_bootstrap_enabled"}):
+            continue
+        try:
+            values[field] = parse(raw)
+        except ValueError as exc:
+            shown = "<hidden>" if variable in {"CARACAL_ADMIN_TOKEN", "CARACAL_KEK"} else repr(raw)
+            raise SettingsError(f"{variable}={shown} is invalid: {exc}") from None
+    values.update(overrides)
+    settings = Settings(**values)
+    if settings.pool_min_size > settings.pool_max_size:
+        raise SettingsError("CARACAL_DB_POOL_MIN must not exceed CARACAL_DB_POOL_MAX")
+    if settings.production and settings.database_url is None:
+        raise SettingsError("DATABASE_URL is required when CARACAL_ENV=production")
+    return settings
