@@ -153,7 +153,7 @@ def make_zone(client: TestClient) -> Any:
     """Create a zone through the API and return its JSON."""
 
     def make(name: str | None = None, **fields: Any) -> dict[str, Any]:
-        body = {"name": name or f"Zone {uuid7().hex[:10]}", **fields}
+        body = {"name": name or f"Zone {uuid7().hex[-12:]}", **fields}
         response = client.post("/v1/zones", json=body)
         assert response.status_code == 201, response.text
         return response.json()
