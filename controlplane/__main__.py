@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,10 @@ def _database_url(settings: Settings) -> tuple[str, object | None]:
 
     server, url = start_embedded_postgres(settings.data_dir)
     return url, server
+
+
+def _stopped_by_signal(signum: int, frame: object) -> None:
+    """Signal handler left in place after the server has shut down gracefully."""
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -55,6 +60,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+        # uvicorn re-raises the signal that stopped it once it has shut down; with this
+        # handler in place that ends in the `finally` below (stopping the embedded
+        # PostgreSQL) and exit code 0, instead of death by SIGTERM.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _stopped_by_signal)
         uvicorn.run(
             "controlplane.app:create_app_from_env",
             factory=True,
@@ -133,7 +143,8 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
         print(token)
         print(
             f"id={row['id']} scope={row['scope']} zone={row['zone_id'] or '-'}"
-            f" expires={format_expiry(row['expires_at'])} (store the token now: it is not shown again)",
+            f" expires={format_expiry(row['expires_at'])}"
+            " (store the token now: it is not shown again)",
             file=sys.stderr,
         )
         return 0

@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_memory_cost: int = 19_456
     argon2_parallelism: int = 1
     pdp_reconcile_seconds: float = 0.5
+    dcr_rate_limit: int = 10
 
     @property
     def production(self) -> bool:
@@ -138,11 +139,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_ARGON2_MEMORY_COST": ("argon2_memory_cost", _int_in(1024, 4_194_304)),
     "CARACAL_ARGON2_PARALLELISM": ("argon2_parallelism", _int_in(1, 64)),
     "CARACAL_PDP_RECONCILE_SECONDS": ("pdp_reconcile_seconds", _positive_float),
+    "CARACAL_DCR_RATE_LIMIT": ("dcr_rate_limit", _int_in(1, 1_000_000)),
 }
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Read settings from ``environ`` (default ``os.environ``); raise SettingsError on a bad value."""
+    """Read settings from ``environ`` (default: ``os.environ``); SettingsError if invalid."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for variable, (field, parse) in _VARIABLES.items():

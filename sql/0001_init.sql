@@ -96,7 +96,7 @@ CREATE INDEX audit_events_zone_type_time
     ON audit_events (zone_id, event_type, occurred_at DESC, id DESC);
 CREATE INDEX audit_events_zone_decision_time
     ON audit_events (zone_id, decision, occurred_at DESC, id DESC) WHERE decision IS NOT NULL;
-CREATE TRIGGER audit_events_immutable BEFORE UPDATE ON audit_events
+CREATE TRIGGER audit_events_immutable BEFORE UPDATE OR DELETE ON audit_events
     FOR EACH ROW EXECUTE FUNCTION caracal_forbid_change();
 
 -- Monthly partitions from last month to months_ahead months ahead (idempotent).

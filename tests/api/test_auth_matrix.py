@@ -1,4 +1,4 @@
-"""The admin-token guard on every route that exists: 401s, and zone tokens confined to their zone."""
+"""The admin-token guard on every route: 401s, and zone tokens confined to their zone."""
 
 from __future__ import annotations
 

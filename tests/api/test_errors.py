@@ -1,0 +1,119 @@
+"""The error envelope for everything that can go wrong, and never a 500 for input."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import Any
+
+import pytest
+from litestar import get
+from litestar.testing import TestClient
+
+from controlplane.app import create_app
+from controlplane.errors import msgspec_issue
+from tests.api.test_auth_matrix import fill, v1_routes
+from tests.conftest import ADMIN_TOKEN, TEST_KEK
+
+
+def test_unknown_route_is_not_found(client: TestClient) -> None:
+    for path in ("/v1/nope", "/nope", "/v1/zones/z/nope/deeper"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert response.json() == {"error": "not_found"}
+        assert response.headers["x-request-id"]
+
+
+def test_wrong_method_is_method_not_allowed(client: TestClient) -> None:
+    response = client.put("/v1/zones", json={})
+    assert response.status_code == 405
+    assert response.json() == {"error": "method_not_allowed"}
+
+
+def test_body_over_one_mebibyte_is_payload_too_large(client: TestClient) -> None:
+    body = json.dumps({"name": "x" * (1024 * 1024)})
+    response = client.post("/v1/zones", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{", b"not json", b"[]", b'"a string"', b"42", b"null", b"", b"\xff\xfe", b'{"name": "a",}'],
+)
+def test_malformed_or_non_object_bodies_are_invalid_body(
+    client: TestClient, content: bytes
+) -> None:
+    response = client.post(
+        "/v1/zones", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    payload = response.json()
+    assert payload["error"] == "invalid_body"
+    assert isinstance(payload["issues"], list) and payload["issues"]
+
+
+def test_error_body_has_only_the_envelope_keys(client: TestClient) -> None:
+    payload = client.post("/v1/zones", json={"name": 1}).json()
+    assert set(payload) <= {"error", "issues", "detail"}
+    assert set(payload["issues"][0]) == {"path", "message"}
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        ("Expected `str`, got `int` - at `$.data.name`", ["name"]),
+        ("Expected `str` matching regex '^[a-z]+$' - at `$.data.scopes[2]`", ["scopes", 2]),
+        ("Object contains unknown field `x` - at `$.data.config`", ["config", "x"]),
+        ("Object missing required field `name` - at `$.data`", []),
+        ("Expected `int` - at `$.data.items[0].count`", ["items", 0, "count"]),
+    ],
+)
+def test_msgspec_paths_become_lists(text: str, path: list[Any]) -> None:
+    assert msgspec_issue(text).path == path
+
+
+def test_unexpected_exception_is_internal_error_with_request_id(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    @get("/boom", opt={"scope": "public"})
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app = create_app(settings, kek=TEST_KEK)
+    app.register(boom)
+    with TestClient(app, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
+        response = client.get("/boom", headers={"X-Request-Id": "req-boom"})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal_error", "detail": "request_id=req-boom"}
+    assert "secret internals" not in response.text
+    assert "Traceback" not in response.text
+    assert any("secret internals" in (r.exc_text or str(r.exc_info)) for r in caplog.records)
+
+
+def test_random_garbage_never_yields_a_500(client: TestClient, zone: dict[str, Any]) -> None:
+    rng = random.Random(1234)
+    bodies: list[bytes] = [
+        b"{" * 50,
+        b'{"name": ' + b"[" * 200 + b"}",
+        json.dumps({"name": "\u0000\ud7ff"}).encode(),
+        json.dumps({"a": {"b": {"c": [1, 2, {"d": None}]}}}).encode(),
+        json.dumps([{"policy_version_id": "x"}] * 3).encode(),
+        json.dumps({"name": "x" * 10_000, "scopes": [None, 1, "ok"]}).encode(),
+    ]
+    bodies += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))) for _ in range(5)]
+    for method, path, _scope in v1_routes(client.app):
+        for body in bodies:
+            response = client.request(
+                method,
+                fill(path, zone["id"]),
+                content=body,
+                headers={
+                    "content-type": "application/json",
+                    "Authorization": f"Bearer {ADMIN_TOKEN}",
+                },
+            )
+            assert response.status_code < 500, (method, path, body[:60], response.text)
+            if response.status_code >= 400:
+                assert set(response.json()) <= {"error", "issues", "detail"}
