@@ -1,0 +1,191 @@
+"""The outbox relay: claim due rows with ``FOR UPDATE SKIP LOCKED``, publish, mark.
+
+Runs as a background component of every API process and alone as
+``python -m controlplane relay``. Several relays share the table safely: a row is claimed by
+one relay at a time, and a claim lasts for its transaction, so a relay that dies mid-batch
+releases its rows to the next one (docs/outbox.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+
+from controlplane.db import Database
+from controlplane.outbox import WAKEUP_CHANNEL, OutboxMessage
+from controlplane.publishers import Publisher, publishers_for
+from controlplane.services import Services
+
+log = logging.getLogger("controlplane.relay")
+
+_CLAIM = (
+    "SELECT zone_id, id, topic, payload, created_at, attempts FROM outbox"
+    " WHERE published_at IS NULL AND next_attempt_at <= now()"
+    " ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED"
+)
+_MARK_PUBLISHED = (
+    "UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL"
+    " WHERE (zone_id, id) IN (SELECT * FROM unnest(%s::text[], %s::uuid[]))"
+)
+_MARK_FAILED = (
+    "UPDATE outbox SET attempts = attempts + 1, last_error = %s,"
+    " next_attempt_at = now() + make_interval(secs => %s) WHERE zone_id = %s AND id = %s"
+)
+_MAX_ERROR_CHARS = 1000
+
+
+def backoff_seconds(attempts: int, base: float = 0.5, cap: float = 60.0) -> float:
+    """Delay before retry number ``attempts + 1``: 0.5 s, 1 s, 2 s, … capped at one minute."""
+    return min(cap, base * 2 ** min(attempts, 20))
+
+
+class Relay:
+    """Publishes outbox rows through every publisher, at least once."""
+
+    def __init__(
+        self,
+        db: Database,
+        publishers: Sequence[Publisher],
+        *,
+        batch_size: int = 100,
+        sweep_seconds: float = 1.0,
+    ) -> None:
+        self.db = db
+        self.publishers = list(publishers)
+        self.batch_size = batch_size
+        self.sweep_seconds = sweep_seconds
+
+    async def run_once(self) -> int:
+        """Claim one batch of due rows and publish it; return how many rows were claimed."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(_CLAIM, (self.batch_size,))
+            rows = await cur.fetchall()
+            published: list[dict[str, Any]] = []
+            for row in rows:
+                error = await self._publish(conn, row)
+                if error is None:
+                    published.append(row)
+                    continue
+                delay = backoff_seconds(row["attempts"])
+                log.warning(
+                    "outbox publish failed",
+                    extra={"outbox_id": str(row["id"]), "error": error, "retry_in": delay},
+                )
+                await conn.execute(
+                    _MARK_FAILED, (error[:_MAX_ERROR_CHARS], delay, row["zone_id"], row["id"])
+                )
+            if published:
+                await conn.execute(
+                    _MARK_PUBLISHED,
+                    ([r["zone_id"] for r in published], [r["id"] for r in published]),
+                )
+        return len(rows)
+
+    async def _publish(self, conn: Any, row: dict[str, Any]) -> str | None:
+        """Send one row through every publisher; the first failure as text, or None."""
+        message = OutboxMessage(
+            id=str(row["id"]),
+            zone_id=row["zone_id"],
+            topic=row["topic"],
+            payload=row["payload"],
+            created_at=row["created_at"],
+        )
+        for publisher in self.publishers:
+            try:
+                async with conn.transaction():  # a savepoint: a failure keeps the claim intact
+                    await publisher.publish(conn, message)
+            except Exception as exc:
+                return f"{publisher.name}: {type(exc).__name__}: {exc}"
+        return None
+
+    async def drain(self) -> int:
+        """Publish every due row; return how many rows were claimed in total."""
+        total = 0
+        while True:
+            claimed = await self.run_once()
+            total += claimed
+            if claimed < self.batch_size:
+                return total
+
+    async def run(self) -> None:
+        """Forever: drain, then sleep until a wake-up NOTIFY or the sweep interval."""
+        while True:
+            try:
+                listener = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
+                async with listener:
+                    await listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
+                    while True:
+                        await self.drain()
+                        async for _ in listener.notifies(timeout=self.sweep_seconds, stop_after=1):
+                            pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay loop failed; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(min(self.sweep_seconds, 1.0))
+
+    async def close(self) -> None:
+        """Close the publishers."""
+        for publisher in self.publishers:
+            await publisher.close()
+
+
+@asynccontextmanager
+async def relay_component(services: Services) -> AsyncIterator[None]:
+    """Run a relay in the API process (unless ``CARACAL_RELAY_ENABLED=false``)."""
+    if not services.settings.relay_enabled:
+        yield
+        return
+    relay = Relay(services.db, publishers_for(services.settings))
+    task = asyncio.create_task(relay.run(), name="outbox-relay")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await relay.close()
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    """Run the outbox relay alone until interrupted."""
+    from controlplane.__main__ import _database_url
+    from controlplane.db import migrate
+    from controlplane.settings import load_settings
+
+    settings = load_settings()
+    url, server = _database_url(settings)
+
+    async def run() -> None:
+        migrate(url)
+        db = Database(url, 1, 2)
+        await db.open()
+        relay = Relay(db, publishers_for(settings))
+        log.info("relay running", extra={"redis": bool(settings.redis_url)})
+        try:
+            await relay.run()
+        finally:
+            await relay.close()
+            await db.close()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            from controlplane.embedded import stop_embedded_postgres
+
+            stop_embedded_postgres(server)
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    """``python -m controlplane relay``."""
+    parser = sub.add_parser("relay", help="run the outbox relay alone")
+    parser.set_defaults(func=cmd_relay)
