@@ -19,6 +19,7 @@ from controlplane import __version__
 from controlplane.admin_tokens import upsert_env_token
 from controlplane.api.admin_tokens import AdminTokenController
 from controlplane.api.health import health, ready
+from controlplane.api.jwks import global_jwks, zone_jwks
 from controlplane.api.zones import ZoneController
 from controlplane.auth import admin_guard
 from controlplane.crypto import Kek, SecretHasher, load_kek
@@ -37,7 +38,14 @@ MAX_BODY_BYTES = 1024 * 1024
 Component = Callable[[Services], Any]
 COMPONENTS: list[Component] = []
 
-ROUTE_HANDLERS: list[Any] = [health, ready, ZoneController, AdminTokenController]
+ROUTE_HANDLERS: list[Any] = [
+    health,
+    ready,
+    global_jwks,
+    zone_jwks,
+    ZoneController,
+    AdminTokenController,
+]
 
 
 class ControlPlaneApp(Litestar):
