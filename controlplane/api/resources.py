@@ -1,0 +1,278 @@
+"""Resources: ``/v1/zones/{zoneId}/resources``.
+
+``identifier`` is unique among the zone's active resources; with ``prefix: true`` it matches
+every requested identifier that starts with it (docs/registry.md). ``credential_provider_id``
+must name an active provider of the same zone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.di import Provide
+from psycopg import errors as pg_errors
+from uuid6 import uuid7
+
+from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
+from controlplane.audit import record_event
+from controlplane.db import Conn
+from controlplane.errors import ApiError, invalid_body
+from controlplane.services import Services
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Scopes = Annotated[list[NonEmpty], msgspec.Meta(min_length=1)]
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
+
+
+class Resource(msgspec.Struct):
+    """Resource object."""
+
+    id: str
+    zone_id: str
+    name: str
+    identifier: str
+    upstream_url: str | None
+    prefix: bool
+    scopes: list[str]
+    credential_provider_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ResourceCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """POST …/resources body; ``name`` defaults to ``identifier``."""
+
+    identifier: NonEmpty
+    scopes: Scopes
+    name: NonEmpty | None = None
+    upstream_url: str | None = None
+    prefix: bool = False
+    credential_provider_id: UUID | None = None
+
+
+class ResourcePatch(msgspec.Struct, forbid_unknown_fields=True):
+    """PATCH …/resources/{id} body; ``null`` clears ``upstream_url``/``credential_provider_id``."""
+
+    identifier: NonEmpty | Unset = UNSET
+    scopes: Scopes | Unset = UNSET
+    name: NonEmpty | Unset = UNSET
+    upstream_url: str | Unset | None = UNSET
+    prefix: bool | Unset = UNSET
+    credential_provider_id: UUID | Unset | None = UNSET
+
+
+RESOURCE_COLUMNS = (
+    "id, zone_id, name, identifier, upstream_url, prefix, scopes, credential_provider_id,"
+    " created_at, updated_at"
+)
+
+
+def to_resource(row: dict[str, Any]) -> Resource:
+    """Row to response object."""
+    provider = row["credential_provider_id"]
+    return Resource(
+        id=str(row["id"]),
+        zone_id=row["zone_id"],
+        name=row["name"],
+        identifier=row["identifier"],
+        upstream_url=row["upstream_url"],
+        prefix=row["prefix"],
+        scopes=list(row["scopes"]),
+        credential_provider_id=None if provider is None else str(provider),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def is_http_url(url: str) -> bool:
+    """True for an absolute http(s) URL with a host, a valid port and no whitespace."""
+    if any(char.isspace() for char in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError when the port is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme.lower() in {"http", "https"} and bool(parts.hostname)
+
+
+def check_upstream_url(url: str | None) -> None:
+    """400 invalid_body unless ``url`` is None or an http(s) URL with a host."""
+    if url is not None and not is_http_url(url):
+        raise invalid_body("must be an http:// or https:// URL with a host", ["upstream_url"])
+
+
+async def require_active_provider(conn: Conn, zone_id: str, provider_id: UUID | None) -> None:
+    """404 provider_not_found unless the provider is active in the zone (share-locked until
+    commit, so it cannot be archived while this resource starts using it)."""
+    if provider_id is None:
+        return
+    cur = await conn.execute(
+        "SELECT 1 FROM providers WHERE zone_id = %s AND id = %s AND archived_at IS NULL FOR SHARE",
+        (zone_id, provider_id),
+    )
+    if await cur.fetchone() is None:
+        raise ApiError(404, "provider_not_found", f"no active provider {provider_id} in the zone")
+
+
+async def _write(conn: Conn, sql: str, params: tuple[Any, ...], identifier: str) -> dict[str, Any]:
+    """Run an INSERT/UPDATE … RETURNING in a savepoint; a taken identifier is a 409."""
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+    except pg_errors.UniqueViolation as exc:
+        if exc.diag.constraint_name == "resources_active_identifier":
+            raise ApiError(
+                409,
+                "resource_identifier_taken",
+                f"an active resource has identifier {identifier!r}",
+            ) from None
+        raise
+
+
+def _audit_fields(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in msgspec.to_builtins(to_resource(row)).items() if k != "zone_id"}
+
+
+class ResourceController(Controller):
+    """List, create, read, update and archive resources."""
+
+    path = "/v1/zones/{zone_id:str}/resources"
+    tags = ["resources"]
+    dependencies = {"services": Provide(services_of, sync_to_thread=False)}
+
+    @get("/")
+    async def list_resources(self, zone_id: str, services: Services) -> list[Resource]:
+        """Active resources of the zone, oldest first."""
+        async with services.db.transaction() as conn:
+            await require_zone(conn, zone_id)
+            cur = await conn.execute(
+                f"SELECT {RESOURCE_COLUMNS} FROM resources"
+                " WHERE zone_id = %s AND archived_at IS NULL ORDER BY created_at, id",
+                (zone_id,),
+            )
+            return [to_resource(row) for row in await cur.fetchall()]
+
+    @post("/")
+    async def create_resource(
+        self, request: Request, zone_id: str, services: Services, data: ResourceCreate
+    ) -> Resource:
+        """Create a resource (201)."""
+        check_upstream_url(data.upstream_url)
+        async with services.db.transaction() as conn:
+            await require_zone(conn, zone_id)
+            await require_active_provider(conn, zone_id, data.credential_provider_id)
+            row = await _write(
+                conn,
+                "INSERT INTO resources (zone_id, id, name, identifier, upstream_url, prefix,"
+                " scopes, credential_provider_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                f" RETURNING {RESOURCE_COLUMNS}",
+                (
+                    zone_id,
+                    uuid7(),
+                    data.name if data.name is not None else data.identifier,
+                    data.identifier,
+                    data.upstream_url,
+                    data.prefix,
+                    data.scopes,
+                    data.credential_provider_id,
+                ),
+                data.identifier,
+            )
+            await record_event(
+                conn,
+                zone_id=zone_id,
+                event_type="resource.created",
+                actor_id=actor_id(request),
+                metadata=_audit_fields(row),
+            )
+        return to_resource(row)
+
+    @get("/{resource_id:str}")
+    async def get_resource(self, zone_id: str, resource_id: str, services: Services) -> Resource:
+        """One active resource."""
+        async with services.db.transaction() as conn:
+            await require_zone(conn, zone_id)
+            row = await self._find(conn, zone_id, resource_id)
+        return to_resource(row)
+
+    @patch("/{resource_id:str}")
+    async def update_resource(
+        self,
+        request: Request,
+        zone_id: str,
+        resource_id: str,
+        services: Services,
+        data: ResourcePatch,
+    ) -> Resource:
+        """Partial update."""
+        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not UNSET}
+        if not changes:
+            raise ApiError(400, "no_fields", "the body contains no updatable fields")
+        check_upstream_url(changes.get("upstream_url"))
+        async with services.db.transaction() as conn:
+            await require_zone(conn, zone_id)
+            current = await self._find(conn, zone_id, resource_id, lock=True)
+            await require_active_provider(conn, zone_id, changes.get("credential_provider_id"))
+            assignments = ", ".join(f"{column} = %s" for column in changes)
+            row = await _write(
+                conn,
+                f"UPDATE resources SET {assignments} WHERE zone_id = %s AND id = %s"
+                f" RETURNING {RESOURCE_COLUMNS}",
+                (*changes.values(), zone_id, current["id"]),
+                str(changes.get("identifier", current["identifier"])),
+            )
+            await record_event(
+                conn,
+                zone_id=zone_id,
+                event_type="resource.updated",
+                actor_id=actor_id(request),
+                metadata={
+                    "resource_id": str(row["id"]),
+                    "changes": msgspec.to_builtins(changes),
+                },
+            )
+        return to_resource(row)
+
+    @delete("/{resource_id:str}", status_code=204)
+    async def archive_resource(
+        self, request: Request, zone_id: str, resource_id: str, services: Services
+    ) -> None:
+        """Archive (soft delete); the identifier becomes free again."""
+        async with services.db.transaction() as conn:
+            await require_zone(conn, zone_id)
+            current = await self._find(conn, zone_id, resource_id, lock=True)
+            await conn.execute(
+                "UPDATE resources SET archived_at = now() WHERE zone_id = %s AND id = %s",
+                (zone_id, current["id"]),
+            )
+            await record_event(
+                conn,
+                zone_id=zone_id,
+                event_type="resource.archived",
+                actor_id=actor_id(request),
+                metadata={"resource_id": str(current["id"])},
+            )
+
+    @staticmethod
+    async def _find(
+        conn: Conn, zone_id: str, resource_id: str, *, lock: bool = False
+    ) -> dict[str, Any]:
+        resource_uuid = parse_uuid(resource_id, "resource_not_found")
+        cur = await conn.execute(
+            f"SELECT {RESOURCE_COLUMNS} FROM resources"
+            " WHERE zone_id = %s AND id = %s AND archived_at IS NULL"
+            + (" FOR UPDATE" if lock else ""),
+            (zone_id, resource_uuid),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise ApiError(404, "resource_not_found")
+        return row
