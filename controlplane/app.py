@@ -19,10 +19,13 @@ from controlplane import __version__
 from controlplane.admin_tokens import upsert_env_token
 from controlplane.api.admin_tokens import AdminTokenController
 from controlplane.api.applications import ApplicationController
+from controlplane.api.audit import AuditController
 from controlplane.api.health import health, ready
 from controlplane.api.jwks import global_jwks, zone_jwks
 from controlplane.api.providers import ProviderController
 from controlplane.api.resources import ResourceController
+from controlplane.api.sessions import SessionController
+from controlplane.api.step_up import StepUpController
 from controlplane.api.zones import ZoneController
 from controlplane.auth import admin_guard
 from controlplane.crypto import Kek, SecretHasher, load_kek
@@ -50,6 +53,7 @@ ROUTE_HANDLERS: list[Any] = [
     AdminTokenController,
 ]
 ROUTE_HANDLERS += [ApplicationController, ResourceController, ProviderController]
+ROUTE_HANDLERS += [SessionController, StepUpController, AuditController]
 
 
 class ControlPlaneApp(Litestar):

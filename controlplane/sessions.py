@@ -1,0 +1,226 @@
+"""Runtime sessions: recorded by the decision API, revoked with grants, read by the admin API.
+
+A decision input may carry ``input.session = {id, subject_id, expires_at, parent_id?, type?,
+authenticated_at?}``. The first decision for an unknown id records the session
+(``session_type`` = ``type``, else ``"delegated"`` with a parent, else ``"user"``); later
+decisions use the stored row (what they say about subject or expiry is ignored). A revoked
+or expired session denies every decision (``session_revoked`` / ``session_expired``) before
+any policy runs; a live one tells the policies whether a step-up was satisfied.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from controlplane.db import Conn
+from controlplane.errors import ApiError, Issue
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "SESSION_STATUS_SQL",
+    "SessionClaim",
+    "SessionState",
+    "check_session",
+    "revoke_subject_sessions",
+    "session_claim",
+    "status_condition",
+]
+
+MAX_ID_LENGTH = 512
+MAX_TYPE_LENGTH = 64
+
+# The derived status of a ``sessions`` row (revoked wins over expired).
+SESSION_STATUS_SQL = (
+    "CASE WHEN revoked_at IS NOT NULL THEN 'revoked'"
+    " WHEN expires_at <= now() THEN 'expired' ELSE 'active' END"
+)
+
+_STATUS_CONDITIONS = {
+    "active": "revoked_at IS NULL AND expires_at > now()",
+    "revoked": "revoked_at IS NOT NULL",
+    "expired": "revoked_at IS NULL AND expires_at <= now()",
+}
+
+
+def status_condition(status: str) -> str:
+    """The WHERE condition selecting sessions whose derived status is ``status``."""
+    return _STATUS_CONDITIONS[status]
+
+
+class SessionClaim:
+    """What a decision input says about its session (validated, not yet checked)."""
+
+    __slots__ = ("authenticated_at", "expires_at", "id", "parent_id", "session_type", "subject_id")
+
+    def __init__(
+        self,
+        id: str,
+        subject_id: str | None,
+        expires_at: datetime | None,
+        parent_id: str | None,
+        session_type: str | None,
+        authenticated_at: datetime | None,
+    ) -> None:
+        self.id = id
+        self.subject_id = subject_id
+        self.expires_at = expires_at
+        self.parent_id = parent_id
+        self.session_type = session_type
+        self.authenticated_at = authenticated_at
+
+    @property
+    def recordable(self) -> bool:
+        """True when the claim carries what recording a new session needs."""
+        return self.subject_id is not None and self.expires_at is not None
+
+
+class SessionState:
+    """The outcome of the session check for one decision."""
+
+    __slots__ = ("deny_reason", "step_up_satisfied")
+
+    def __init__(self, deny_reason: str | None, step_up_satisfied: bool) -> None:
+        self.deny_reason = deny_reason
+        self.step_up_satisfied = step_up_satisfied
+
+
+def _bad(field: str, message: str) -> ApiError:
+    return ApiError(
+        400, "invalid_body", issues=[Issue(path=["input", "session", field], message=message)]
+    )
+
+
+def _text(raw: dict[str, Any], field: str, limit: int, required: bool = False) -> str | None:
+    value = raw.get(field)
+    if value is None:
+        if required:
+            raise _bad(field, "Object missing required field")
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= limit:
+        raise _bad(field, f"Expected a string of 1 to {limit} characters")
+    return value
+
+
+def _timestamp(raw: dict[str, Any], field: str) -> datetime | None:
+    value = raw.get(field)
+    if value is None:
+        return None
+    parsed = None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise _bad(field, "Expected an RFC 3339 timestamp with a time zone")
+    return parsed
+
+
+def session_claim(decision_input: dict[str, Any]) -> SessionClaim | None:
+    """The session claim of a decision input, or None when it has no ``session.id``.
+
+    Present fields must be well-formed (else ``400 invalid_body`` with the issue's path
+    under ``input.session``); whether the missing ones matter is decided by ``check_session``.
+    """
+    raw = decision_input.get("session")
+    if not isinstance(raw, dict) or raw.get("id") is None:
+        return None
+    return SessionClaim(
+        id=_text(raw, "id", MAX_ID_LENGTH, required=True) or "",
+        subject_id=_text(raw, "subject_id", MAX_ID_LENGTH),
+        expires_at=_timestamp(raw, "expires_at"),
+        parent_id=_text(raw, "parent_id", MAX_ID_LENGTH),
+        session_type=_text(raw, "type", MAX_TYPE_LENGTH),
+        authenticated_at=_timestamp(raw, "authenticated_at"),
+    )
+
+
+_STATE_SQL = """
+SELECT s.revoked_at IS NOT NULL AS revoked,
+       s.expires_at <= now() AS expired,
+       EXISTS (
+           SELECT 1 FROM step_up_challenges c
+           WHERE c.zone_id = s.zone_id AND c.session_id = s.id
+             AND c.satisfied_at IS NOT NULL AND c.expires_at > now()
+       ) AS step_up_satisfied
+FROM {source} s
+"""
+
+_SELECT_SQL = _STATE_SQL.format(source="sessions") + " WHERE s.zone_id = %s AND s.id = %s"
+
+_RECORD_SQL = (
+    "WITH inserted AS ("
+    " INSERT INTO sessions (zone_id, id, session_type, subject_id, parent_id, expires_at,"
+    " authenticated_at)"
+    " SELECT %s, %s, %s, %s, %s, %s, coalesce(%s, now())"
+    " WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE zone_id = %s AND id = %s)"
+    " ON CONFLICT (zone_id, id) DO NOTHING"
+    " RETURNING zone_id, id, revoked_at, expires_at),"
+    " found AS ("
+    " SELECT zone_id, id, revoked_at, expires_at FROM inserted"
+    " UNION ALL"
+    " SELECT zone_id, id, revoked_at, expires_at FROM sessions WHERE zone_id = %s AND id = %s)"
+    + _STATE_SQL.format(source="found")
+    + " LIMIT 1"
+)
+
+
+def _session_type(claim: SessionClaim) -> str:
+    if claim.session_type is not None:
+        return claim.session_type
+    return "delegated" if claim.parent_id is not None else "user"
+
+
+async def _state_row(conn: Conn, zone_id: str, claim: SessionClaim) -> dict[str, Any] | None:
+    if claim.recordable:
+        cur = await conn.execute(
+            _RECORD_SQL,
+            (
+                zone_id,
+                claim.id,
+                _session_type(claim),
+                claim.subject_id,
+                claim.parent_id,
+                claim.expires_at,
+                claim.authenticated_at,
+                zone_id,
+                claim.id,
+                zone_id,
+                claim.id,
+            ),
+        )
+        row = await cur.fetchone()
+        if row is not None:
+            return row
+        # A concurrent decision recorded it after this statement's snapshot: read it now.
+    cur = await conn.execute(_SELECT_SQL, (zone_id, claim.id))
+    return await cur.fetchone()
+
+
+async def check_session(conn: Conn, zone_id: str, claim: SessionClaim) -> SessionState:
+    """Record the session if it is new, then say whether decisions for it may proceed.
+
+    An unknown session whose claim lacks ``subject_id`` or ``expires_at`` cannot be recorded:
+    ``400 invalid_body``.
+    """
+    row = await _state_row(conn, zone_id, claim)
+    if row is None:
+        missing = "subject_id" if claim.subject_id is None else "expires_at"
+        raise _bad(missing, "Required to record a session seen for the first time")
+    if row["revoked"]:
+        return SessionState("session_revoked", False)
+    if row["expired"]:
+        return SessionState("session_expired", False)
+    return SessionState(None, bool(row["step_up_satisfied"]))
+
+
+async def revoke_subject_sessions(conn: Conn, zone_id: str, subject_id: str) -> list[str]:
+    """Revoke every active session of ``subject_id`` in the zone; return their ids."""
+    cur = await conn.execute(
+        "UPDATE sessions SET revoked_at = now()"
+        " WHERE zone_id = %s AND subject_id = %s AND revoked_at IS NULL AND expires_at > now()"
+        " RETURNING id",
+        (zone_id, subject_id),
+    )
+    return sorted(row["id"] for row in await cur.fetchall())

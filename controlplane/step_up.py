@@ -1,0 +1,89 @@
+"""Step-up challenges: opened by the decision API, satisfied through the admin API.
+
+A decision whose combined result asks for ``step_up: {type, ttl}`` opens a challenge for the
+input's session (or reuses one of the same type that is still pending), and answers
+``partial`` with ``step_up: {id, type}``. While a satisfied, unexpired challenge exists for
+the session, the policies see ``input.session.step_up_satisfied = true``
+(``controlplane.sessions.check_session`` computes it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from uuid6 import uuid7
+
+from controlplane.db import Conn
+from controlplane.secret_fields import redact
+
+__all__ = [
+    "MAX_TTL_SECONDS",
+    "NO_SESSION_REASON",
+    "open_challenge",
+    "satisfy_challenge",
+]
+
+MAX_TTL_SECONDS = 86_400
+NO_SESSION_REASON = "step_up_session_required"
+
+
+async def open_challenge(
+    conn: Conn,
+    zone_id: str,
+    session_id: str,
+    challenge_type: str,
+    ttl: int,
+    metadata: dict[str, Any],
+) -> str:
+    """The id of a pending challenge of this type for the session, opened if none exists.
+
+    ``ttl`` is clamped to 1..``MAX_TTL_SECONDS``; ``metadata`` is stored redacted.
+    """
+    cur = await conn.execute(
+        "SELECT id FROM step_up_challenges"
+        " WHERE zone_id = %s AND session_id = %s AND challenge_type = %s"
+        " AND satisfied_at IS NULL AND expires_at > now()"
+        " ORDER BY expires_at DESC LIMIT 1",
+        (zone_id, session_id, challenge_type),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        return str(row["id"])
+    challenge_id = uuid7()
+    seconds = min(max(int(ttl), 1), MAX_TTL_SECONDS)
+    await conn.execute(
+        "INSERT INTO step_up_challenges"
+        " (zone_id, id, session_id, challenge_type, metadata_json, expires_at)"
+        " VALUES (%s, %s, %s, %s, %s, now() + make_interval(secs => %s))",
+        (zone_id, challenge_id, session_id, challenge_type, Jsonb(redact(metadata)), seconds),
+    )
+    return str(challenge_id)
+
+
+async def satisfy_challenge(
+    conn: Conn, zone_id: str, challenge_id: Any
+) -> tuple[datetime, bool] | None:
+    """Mark an unexpired challenge satisfied (once): ``(satisfied_at, newly)``, or None.
+
+    None means unknown or expired (an expired challenge cannot be satisfied, even again).
+    """
+    cur = await conn.execute(
+        "SELECT satisfied_at FROM step_up_challenges"
+        " WHERE zone_id = %s AND id = %s AND expires_at > now() FOR UPDATE",
+        (zone_id, challenge_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    if row["satisfied_at"] is not None:
+        return row["satisfied_at"], False
+    cur = await conn.execute(
+        "UPDATE step_up_challenges SET satisfied_at = now()"
+        " WHERE zone_id = %s AND id = %s RETURNING satisfied_at",
+        (zone_id, challenge_id),
+    )
+    updated = await cur.fetchone()
+    assert updated is not None
+    return updated["satisfied_at"], True
