@@ -325,7 +325,7 @@ class ApplicationController(Controller):
                 generated = generate_client_secret()
                 secret_hash = await hash_secret(services, generated)
             row = await self._apply_patch(conn, zone_id, current["id"], changes, secret_hash)
-            changed = sorted(changes) + (["client_secret"] if secret_hash else [])
+            changed = sorted([*changes, *(["client_secret"] if secret_hash else [])])
             await record_event(
                 conn,
                 zone_id=zone_id,
