@@ -20,6 +20,7 @@ from controlplane.admin_tokens import upsert_env_token
 from controlplane.api.admin_tokens import AdminTokenController
 from controlplane.api.applications import ApplicationController
 from controlplane.api.audit import AuditController
+from controlplane.api.grants import GrantController
 from controlplane.api.health import health, ready
 from controlplane.api.jwks import global_jwks, zone_jwks
 from controlplane.api.providers import ProviderController
@@ -53,7 +54,7 @@ ROUTE_HANDLERS: list[Any] = [
     AdminTokenController,
 ]
 ROUTE_HANDLERS += [ApplicationController, ResourceController, ProviderController]
-ROUTE_HANDLERS += [SessionController, StepUpController, AuditController]
+ROUTE_HANDLERS += [SessionController, StepUpController, AuditController, GrantController]
 
 
 class ControlPlaneApp(Litestar):

@@ -91,11 +91,9 @@ def _bad(field: str, message: str) -> ApiError:
     )
 
 
-def _text(raw: dict[str, Any], field: str, limit: int, required: bool = False) -> str | None:
+def _text(raw: dict[str, Any], field: str, limit: int) -> str | None:
     value = raw.get(field)
     if value is None:
-        if required:
-            raise _bad(field, "Object missing required field")
         return None
     if not isinstance(value, str) or not 1 <= len(value) <= limit:
         raise _bad(field, f"Expected a string of 1 to {limit} characters")
@@ -127,7 +125,7 @@ def session_claim(decision_input: dict[str, Any]) -> SessionClaim | None:
     if not isinstance(raw, dict) or raw.get("id") is None:
         return None
     return SessionClaim(
-        id=_text(raw, "id", MAX_ID_LENGTH, required=True) or "",
+        id=_text(raw, "id", MAX_ID_LENGTH) or "",
         subject_id=_text(raw, "subject_id", MAX_ID_LENGTH),
         expires_at=_timestamp(raw, "expires_at"),
         parent_id=_text(raw, "parent_id", MAX_ID_LENGTH),
@@ -207,7 +205,17 @@ async def check_session(conn: Conn, zone_id: str, claim: SessionClaim) -> Sessio
     row = await _state_row(conn, zone_id, claim)
     if row is None:
         missing = "subject_id" if claim.subject_id is None else "expires_at"
-        raise _bad(missing, "Required to record a session seen for the first time")
+        raise ApiError(
+            400,
+            "invalid_body",
+            issues=[
+                Issue(
+                    path=["input", "session"],
+                    message=f"Object missing required field `{missing}`"
+                    " (needed to record a session seen for the first time)",
+                )
+            ],
+        )
     if row["revoked"]:
         return SessionState("session_revoked", False)
     if row["expired"]:
