@@ -190,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
+def _audit_commands(sub: argparse._SubParsersAction) -> None:
+    from controlplane.audit_prune import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_audit_commands)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, configure logging, run; bad settings exit 2 with one line."""
     from controlplane.logs import configure_logging

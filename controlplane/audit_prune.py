@@ -1,0 +1,190 @@
+"""Audit retention: drop whole monthly partitions of ``audit_events`` older than a cutoff.
+
+``python -m controlplane audit prune --older-than 90d [--dry-run]``. A partition is dropped
+only when its upper bound is at or before ``now() - older_than``, so no month is ever cut in
+part; rows in the DEFAULT partition are never deleted. Audit rows are immutable (a trigger
+refuses DELETE); dropping a partition is the one way they leave the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import date, datetime
+from typing import Any
+
+from psycopg import sql
+
+from controlplane.audit import record_event
+from controlplane.db import Conn
+
+__all__ = ["Partition", "audit_partitions", "create_month_partition", "prune", "register"]
+
+LOCK_TIMEOUT = "10s"
+
+_PARTITIONS_SQL = """
+SELECT n.nspname AS schema, c.relname AS name,
+       (regexp_match(b.bound, 'FROM \\(''([^'']+)''\\)'))[1]::timestamptz AS lower,
+       (regexp_match(b.bound, 'TO \\(''([^'']+)''\\)'))[1]::timestamptz AS upper,
+       b.bound = 'DEFAULT' AS is_default
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (SELECT pg_get_expr(c.relpartbound, c.oid) AS bound) b
+WHERE i.inhparent = 'audit_events'::regclass
+ORDER BY upper NULLS LAST, c.relname
+"""
+
+
+class Partition:
+    """One partition of ``audit_events`` and its range (None for MINVALUE/MAXVALUE)."""
+
+    __slots__ = ("is_default", "lower", "name", "schema", "upper")
+
+    def __init__(
+        self,
+        schema: str,
+        name: str,
+        lower: datetime | None,
+        upper: datetime | None,
+        is_default: bool,
+    ) -> None:
+        self.schema = schema
+        self.name = name
+        self.lower = lower
+        self.upper = upper
+        self.is_default = is_default
+
+
+async def audit_partitions(conn: Conn) -> list[Partition]:
+    """Every partition of ``audit_events``, oldest upper bound first (DEFAULT last)."""
+    cur = await conn.execute(_PARTITIONS_SQL)
+    return [Partition(**row) for row in await cur.fetchall()]
+
+
+async def create_month_partition(conn: Conn, month: date) -> str:
+    """Create the partition for the month containing ``month`` (UTC) if missing; its name.
+
+    Fails if the DEFAULT partition already holds rows of that month (PostgreSQL refuses).
+    """
+    start = month.replace(day=1)
+    end = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+    name = f"audit_events_{start:%Y%m}"
+    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (name,))
+    row = await cur.fetchone()
+    if not (row and row["present"]):
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE {} PARTITION OF audit_events FOR VALUES FROM ({}) TO ({})"
+            ).format(
+                sql.Identifier(name),
+                sql.Literal(f"{start.isoformat()} 00:00:00+00"),
+                sql.Literal(f"{end.isoformat()} 00:00:00+00"),
+            )
+        )
+    return name
+
+
+async def prune(conn: Conn, older_than_seconds: int, *, dry_run: bool = False) -> list[str]:
+    """Drop every range partition whose upper bound <= now() - older_than; their names.
+
+    Each drop commits on its own (``conn`` must be in autocommit mode), with a lock timeout
+    so a long query on the table delays the prune instead of blocking every writer.
+    """
+    if older_than_seconds <= 0:
+        raise ValueError("older_than must be positive")
+    cur = await conn.execute(
+        "SELECT now() - make_interval(secs => %s) AS cutoff", (older_than_seconds,)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    cutoff: datetime = row["cutoff"]
+    doomed = [
+        p
+        for p in await audit_partitions(conn)
+        if not p.is_default and p.upper is not None and p.upper <= cutoff
+    ]
+    if dry_run or not doomed:
+        return [p.name for p in doomed]
+    for partition in doomed:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            await conn.execute(
+                sql.SQL("DROP TABLE {}.{}").format(
+                    sql.Identifier(partition.schema), sql.Identifier(partition.name)
+                )
+            )
+    async with conn.transaction():
+        await record_event(
+            conn,
+            zone_id=None,
+            event_type="audit.pruned",
+            actor_id=None,
+            metadata={
+                "partitions": [p.name for p in doomed],
+                "cutoff": cutoff.isoformat(),
+                "older_than_seconds": older_than_seconds,
+            },
+        )
+    return [p.name for p in doomed]
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``audit prune``: print what was (or would be) dropped."""
+    from controlplane.db import migrate
+    from controlplane.settings import load_settings, parse_duration
+
+    try:
+        seconds = parse_duration(args.older_than)
+    except ValueError as exc:
+        print(f"error: --older-than: {exc}", file=sys.stderr)
+        return 2
+    if seconds <= 0:
+        print("error: --older-than must be positive", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    server = None
+    url = settings.database_url
+    if url is None:
+        from controlplane.embedded import start_embedded_postgres
+
+        server, url = start_embedded_postgres(settings.data_dir)
+    try:
+        migrate(url)
+        dropped = asyncio.run(_prune_at(url, seconds, args.dry_run))
+    finally:
+        if server is not None:
+            from controlplane.embedded import stop_embedded_postgres
+
+            stop_embedded_postgres(server)
+    verb = "would drop" if args.dry_run else "dropped"
+    for name in dropped:
+        print(f"{verb} {name}")
+    print(f"{verb} {len(dropped)} partition(s)")
+    return 0
+
+
+async def _prune_at(url: str, seconds: int, dry_run: bool) -> list[str]:
+    from psycopg import AsyncConnection
+    from psycopg.rows import dict_row
+
+    conn: Any = await AsyncConnection.connect(
+        url, autocommit=True, row_factory=dict_row, options="-c TimeZone=UTC"
+    )
+    async with conn:
+        return await prune(conn, seconds, dry_run=dry_run)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``audit prune`` to the CLI."""
+    audit = sub.add_parser("audit", help="audit log maintenance")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    prune_cmd = audit_sub.add_parser(
+        "prune", help="drop whole monthly audit partitions older than a duration"
+    )
+    prune_cmd.add_argument(
+        "--older-than", required=True, help="such as 90d: partitions ending before now - 90d"
+    )
+    prune_cmd.add_argument("--dry-run", action="store_true", help="list, drop nothing")
+    prune_cmd.set_defaults(func=_run)

@@ -1,0 +1,114 @@
+"""``python -m controlplane audit prune``: whole monthly partitions, never part of a month."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from controlplane.audit_prune import create_month_partition
+from tests.api.runtime_rows import insert_event, now
+
+
+def months_back(count: int) -> date:
+    """The first day of the month ``count`` months before this one (UTC)."""
+    today = now().date().replace(day=1)
+    index = today.year * 12 + today.month - 1 - count
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def make_partitions(database_url: str, months: list[date]) -> None:
+    async def run() -> None:
+        conn = await AsyncConnection.connect(database_url, autocommit=True, row_factory=dict_row)
+        async with conn:
+            for month in months:
+                await create_month_partition(conn, month)
+                await create_month_partition(conn, month)  # idempotent
+
+    asyncio.run(run())
+
+
+def partitions(db: psycopg.Connection[Any]) -> set[str]:
+    rows = db.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'audit_events'::regclass"
+    ).fetchall()
+    return {row["relname"] for row in rows}
+
+
+def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "CARACAL_LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "controlplane", "audit", "prune", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def count(db: psycopg.Connection[Any], table: str = "audit_events") -> int:
+    row = db.execute(f"SELECT count(*) AS n FROM {table} WHERE event_type = 'old'").fetchone()
+    assert row is not None
+    return row["n"]
+
+
+def test_prune_drops_only_partitions_entirely_older_than_the_cutoff(
+    database_url: str, db: psycopg.Connection[Any]
+) -> None:
+    old_months = [months_back(n) for n in range(2, 8)]
+    make_partitions(database_url, old_months)
+    for month in old_months:
+        start = datetime(month.year, month.month, 1, tzinfo=now().tzinfo)
+        insert_event(db, "z", event_type="old", occurred_at=start + timedelta(hours=1))
+        insert_event(db, "z", event_type="old", occurred_at=start + timedelta(days=27))
+    # far older than any partition: lands in DEFAULT, which is never pruned
+    insert_event(db, "z", event_type="old", occurred_at=now() - timedelta(days=3000))
+    recent = insert_event(db, "z", event_type="recent")
+    before = partitions(db)
+
+    cutoff = now() - timedelta(days=90)
+    expected = {
+        f"audit_events_{m:%Y%m}"
+        for m in old_months
+        if datetime(next_month(m).year, next_month(m).month, 1, tzinfo=cutoff.tzinfo) <= cutoff
+    }
+    assert 3 <= len(expected) < len(old_months)  # the month containing the cutoff is kept
+
+    dry = cli(database_url, "--older-than", "90d", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert {line.split()[-1] for line in dry.stdout.splitlines()[:-1]} == expected
+    assert partitions(db) == before
+
+    done = cli(database_url, "--older-than", "90d")
+    assert done.returncode == 0, done.stderr
+    assert f"dropped {len(expected)} partition(s)" in done.stdout
+    assert partitions(db) == before - expected
+    assert "audit_events_default" in partitions(db)
+    assert count(db) == 2 * (len(old_months) - len(expected)) + 1
+    assert db.execute("SELECT 1 FROM audit_events WHERE id = %s", (recent,)).fetchone()
+    event = db.execute("SELECT * FROM audit_events WHERE event_type = 'audit.pruned'").fetchone()
+    assert event is not None and event["zone_id"] is None
+    assert sorted(event["metadata_json"]["partitions"]) == sorted(expected)
+
+    again = cli(database_url, "--older-than", "90d")
+    assert again.returncode == 0
+    assert "dropped 0 partition(s)" in again.stdout
+
+
+def test_prune_rejects_bad_durations(database_url: str) -> None:
+    for value in ["ninety", "0d", "-5d"]:
+        result = cli(database_url, "--older-than", value)
+        assert result.returncode == 2, value
+        assert "--older-than" in result.stderr
