@@ -138,7 +138,10 @@ async def _write(conn: Conn, sql: str, params: tuple[Any, ...], identifier: str)
 
 
 def _audit_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in msgspec.to_builtins(to_resource(row)).items() if k != "zone_id"}
+    fields = msgspec.to_builtins(to_resource(row))
+    return {"resource_id": fields.pop("id")} | {
+        k: v for k, v in fields.items() if k not in {"zone_id", "created_at", "updated_at"}
+    }
 
 
 class ResourceController(Controller):
