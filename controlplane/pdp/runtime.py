@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -270,14 +271,33 @@ class PdpRuntime:
             log.error("zone reload failed", extra={"zone_id": zone_id, "error": repr(exc)})
 
 
-def policy_ids(compiled: CompiledSet | None) -> Iterable[str]:
-    """The policy version ids of a compiled set (empty for None)."""
-    return () if compiled is None else (p.policy_version_id for p in compiled.policies)
-
-
 def runtime_of(services: Any) -> PdpRuntime:
     """The process's PDP runtime (created on first use, kept in ``services.extras``)."""
     runtime = services.extras.get("pdp")
     if runtime is None:
         runtime = services.extras["pdp"] = PdpRuntime(services.db)
     return runtime
+
+
+@asynccontextmanager
+async def reconciler_component(services: Any) -> AsyncIterator[None]:
+    """Every ``CARACAL_PDP_RECONCILE_SECONDS`` (0 disables), compare the installed zones'
+    generations with the database and reload the stale ones."""
+    interval = services.settings.pdp_reconcile_seconds
+    runtime = runtime_of(services)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await runtime.reconcile()
+            except Exception as exc:
+                log.warning("pdp reconciliation failed", extra={"error": repr(exc)})
+
+    task = asyncio.create_task(loop(), name="pdp-reconciler") if interval > 0 else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,344 @@
+"""Evaluation of a compiled policy-set version and combination of the policies' results.
+
+Each policy version is compiled once into a regorus engine. A regorus ``Engine`` is
+*unsendable*: touching it (even ``clone()``) from a thread other than the one that created
+it panics. So a ``CompiledPolicy`` keeps the parsed engine of the compiling thread and lazily
+parses its own engine in any other thread that evaluates it (``threading.local``); after that
+first call, a thread's hot path is one ``set_input`` and one ``eval_rule`` per policy.
+
+Inputs must come from a JSON decoder that bounds nesting (msgspec stops at 1000 levels):
+regorus converts them recursively and overflows the thread's stack (SIGSEGV) near 10 000.
+
+Combination (DESIGN.md, PDP):
+
+* each policy's ``result`` is normalised to allow / deny / partial; a policy that errors,
+  leaves ``result`` undefined or returns a malformed value denies with reason
+  ``policy_error`` and a ``diagnostics`` entry;
+* a policy that asks for ``step_up`` and does not deny counts as ``partial``;
+* deny overrides; otherwise any partial gives partial; otherwise allow; an empty set denies
+  (reason ``no_policies``);
+* ``granted_scopes``: allow grants ``input.requested_scopes``; partial grants the
+  intersection of the ``granted_scopes`` of the policies that answered ``partial`` explicitly
+  (in the first such policy's order); a partial caused only by ``step_up`` grants nothing;
+* ``reasons`` (ordered, deduplicated) and ``obligations`` (shallow merge, the first policy in
+  manifest order wins a key conflict) come from the determining policies, those whose own
+  decision equals the final one;
+* ``step_up``: the request with the shortest ``ttl`` among the non-denying policies (the
+  first in manifest order on a tie); it is only reported when the final decision is partial.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+import regorus
+
+from controlplane.pdp.contract import (
+    PACKAGE,
+    RESULT_RULE,
+    RegoContractError,
+    clean_engine_message,
+    new_engine,
+)
+
+__all__ = [
+    "CompiledPolicy",
+    "CompiledSet",
+    "Decision",
+    "DecisionValue",
+    "PolicyOutcome",
+    "compile_policy",
+    "compile_set",
+    "evaluate_set",
+    "interpret_result",
+]
+
+DecisionValue = Literal["allow", "deny", "partial"]
+_DECISIONS: frozenset[str] = frozenset(("allow", "deny", "partial"))
+POLICY_ERROR_REASON = "policy_error"
+NO_POLICIES_REASON = "no_policies"
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """The combined decision of a policy set for one input."""
+
+    decision: DecisionValue
+    reasons: list[str]
+    granted_scopes: list[str]
+    obligations: dict[str, Any]
+    #: ``{"type": str, "ttl": int}`` when policies ask for a step-up challenge, else ``None``.
+    step_up: dict[str, Any] | None
+    #: ``[{"policy_id", "policy_version_id"}]`` of the policies whose decision is the final one.
+    determining_policies: list[dict[str, str]]
+    #: ``[{"policy_id", "policy_version_id", "error"}]`` for every policy that failed.
+    diagnostics: list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    """One policy version, parsed once per thread that evaluates it."""
+
+    policy_id: str
+    policy_version_id: str
+    content: str = field(repr=False)
+    source_name: str
+    _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    @property
+    def engine(self) -> regorus.Engine:
+        """This thread's engine for the policy (parsed on the thread's first use)."""
+        try:
+            return self._local.engine
+        except AttributeError:
+            engine = self._local.engine = new_engine(self.source_name, self.content)
+            return engine
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSet:
+    """A compiled policy-set version: its policies in manifest order."""
+
+    policy_set_id: str
+    policy_set_version_id: str
+    manifest_sha256: str
+    policies: tuple[CompiledPolicy, ...]
+
+
+def compile_policy(policy_id: str, policy_version_id: str, content: str) -> CompiledPolicy:
+    """Parse ``content`` into an engine; raise ``RegoContractError`` if it does not parse or
+    does not declare ``package caracal.authz`` (the full contract is checked on upload)."""
+    name = f"{policy_version_id}.rego"
+    engine = new_engine(name, content)
+    packages = set(engine.get_packages())
+    if packages != {f"data.{PACKAGE}"}:
+        found = ", ".join(sorted(p.removeprefix("data.") for p in packages)) or "none"
+        raise RegoContractError(f"{name}: package must be {PACKAGE}, found {found}")
+    compiled = CompiledPolicy(policy_id, policy_version_id, content, name)
+    compiled._local.engine = engine
+    return compiled
+
+
+def compile_set(
+    policy_set_id: str,
+    policy_set_version_id: str,
+    manifest_sha256: str,
+    policies: Iterable[tuple[str, str, str] | CompiledPolicy],
+) -> CompiledSet:
+    """Build a ``CompiledSet`` from ``(policy_id, policy_version_id, content)`` triples or
+    already compiled policies (e.g. from a cache keyed by version id), in manifest order."""
+    compiled = tuple(p if isinstance(p, CompiledPolicy) else compile_policy(*p) for p in policies)
+    return CompiledSet(policy_set_id, policy_set_version_id, manifest_sha256, compiled)
+
+
+class PolicyOutcome(msgspec.Struct, frozen=True):
+    """One policy's normalised result."""
+
+    decision: DecisionValue
+    reasons: tuple[str, ...] = ()
+    granted_scopes: tuple[str, ...] | None = None
+    obligations: Mapping[str, Any] | None = None
+    step_up: dict[str, Any] | None = None
+
+
+_UNDEFINED = "result is undefined"
+
+
+def interpret_result(value: Any) -> PolicyOutcome | str:
+    """Normalise a ``result`` value; return an error string if it breaks the contract."""
+    if value is None:
+        return _UNDEFINED
+    if value is True:
+        return _ALLOW
+    if value is False:
+        return _DENY
+    if not isinstance(value, dict):
+        return f"result has invalid shape: expected a boolean or an object, got {_kind(value)}"
+    decision = value.get("decision")
+    allow = value.get("allow")
+    if allow is not None and not isinstance(allow, bool):
+        return f"result has invalid shape: allow must be a boolean, got {_kind(allow)}"
+    if decision is None:
+        if allow is None:
+            return 'result has invalid shape: object needs "allow" (boolean) or "decision"'
+        decision = "allow" if allow else "deny"
+    elif decision not in _DECISIONS:
+        return (
+            'result has invalid shape: decision must be "allow", "deny" or "partial", '
+            f"got {decision!r}"
+        )
+    reasons = _strings(value.get("reasons"), "reasons")
+    if isinstance(reasons, str):
+        return reasons
+    granted = _strings(value.get("granted_scopes"), "granted_scopes")
+    if isinstance(granted, str):
+        return granted
+    obligations = value.get("obligations")
+    if obligations is not None and not isinstance(obligations, dict):
+        return f"result has invalid shape: obligations must be an object, got {_kind(obligations)}"
+    step_up = _step_up(value.get("step_up"))
+    if isinstance(step_up, str):
+        return step_up
+    return PolicyOutcome(decision, reasons or (), granted, obligations or None, step_up)
+
+
+_ALLOW = PolicyOutcome("allow")
+_DENY = PolicyOutcome("deny")
+
+
+def _strings(value: Any, name: str) -> tuple[str, ...] | str | None:
+    if value is None:
+        return None
+    if isinstance(value, set | frozenset):
+        value = sorted(value, key=str)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        return f"result has invalid shape: {name} must be a list of strings"
+    return tuple(value)
+
+
+def _step_up(value: Any) -> dict[str, Any] | str | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return f"result has invalid shape: step_up must be an object, got {_kind(value)}"
+    kind, ttl = value.get("type"), value.get("ttl")
+    if not isinstance(kind, str) or not kind:
+        return "result has invalid shape: step_up.type must be a non-empty string"
+    if isinstance(ttl, float) and ttl.is_integer():
+        ttl = int(ttl)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
+        return "result has invalid shape: step_up.ttl must be a positive integer (seconds)"
+    return {"type": kind, "ttl": ttl}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, set | frozenset):
+        return "set"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _evaluate_one(policy: CompiledPolicy, input: Mapping[str, Any]) -> PolicyOutcome | str:
+    engine = policy.engine
+    try:
+        engine.set_input(input)
+        value = engine.eval_rule(RESULT_RULE)
+    except RuntimeError as exc:
+        return clean_engine_message(str(exc))[0]
+    except (TypeError, ValueError, OverflowError) as exc:  # input values Rego cannot hold
+        return f"invalid input: {exc}"
+    finally:
+        engine.take_prints()  # print() output is gathered, never written to stderr; drop it
+    return interpret_result(value)
+
+
+def evaluate_set(compiled: CompiledSet, input: Mapping[str, Any]) -> Decision:
+    """Evaluate every policy of ``compiled`` against ``input`` and combine the results."""
+    outcomes: list[tuple[CompiledPolicy, PolicyOutcome]] = []
+    diagnostics: list[dict[str, str]] = []
+    for policy in compiled.policies:
+        outcome = _evaluate_one(policy, input)
+        if isinstance(outcome, str):
+            diagnostics.append(
+                {
+                    "policy_id": policy.policy_id,
+                    "policy_version_id": policy.policy_version_id,
+                    "error": outcome,
+                }
+            )
+            outcome = PolicyOutcome("deny", (POLICY_ERROR_REASON,))
+        outcomes.append((policy, outcome))
+    return _combine(outcomes, diagnostics, input)
+
+
+def _effective(outcome: PolicyOutcome) -> DecisionValue:
+    if outcome.step_up is not None and outcome.decision != "deny":
+        return "partial"
+    return outcome.decision
+
+
+def _combine(
+    outcomes: list[tuple[CompiledPolicy, PolicyOutcome]],
+    diagnostics: list[dict[str, str]],
+    input: Mapping[str, Any],
+) -> Decision:
+    if not outcomes:
+        return Decision(
+            decision="deny",
+            reasons=[NO_POLICIES_REASON],
+            granted_scopes=[],
+            obligations={},
+            step_up=None,
+            determining_policies=[],
+            diagnostics=diagnostics,
+        )
+    effective = [_effective(o) for _, o in outcomes]
+    final: DecisionValue = (
+        "deny" if "deny" in effective else "partial" if "partial" in effective else "allow"
+    )
+    determining = [po for po, e in zip(outcomes, effective, strict=True) if e == final]
+    reasons = list(dict.fromkeys(r for _, o in determining for r in o.reasons))
+    obligations: dict[str, Any] = {}
+    for _, outcome in determining:
+        if outcome.obligations:
+            for key, val in outcome.obligations.items():
+                obligations.setdefault(key, val)
+    step_up = None
+    granted: list[str] = []
+    if final == "allow":
+        granted = _requested_scopes(input)
+    elif final == "partial":
+        step_up = _shortest_step_up(o for _, o in determining)
+        granted = _intersect(
+            o.granted_scopes or () for _, o in determining if o.decision == "partial"
+        )
+    return Decision(
+        decision=final,
+        reasons=reasons,
+        granted_scopes=granted,
+        obligations=obligations,
+        step_up=step_up,
+        determining_policies=[
+            {"policy_id": p.policy_id, "policy_version_id": p.policy_version_id}
+            for p, _ in determining
+        ],
+        diagnostics=diagnostics,
+    )
+
+
+def _shortest_step_up(outcomes: Iterable[PolicyOutcome]) -> dict[str, Any] | None:
+    best: dict[str, Any] | None = None
+    for outcome in outcomes:
+        if outcome.step_up is not None and (best is None or outcome.step_up["ttl"] < best["ttl"]):
+            best = outcome.step_up
+    return dict(best) if best is not None else None
+
+
+def _intersect(lists: Iterable[tuple[str, ...]]) -> list[str]:
+    result: list[str] | None = None
+    for scopes in lists:
+        if result is None:
+            result = list(dict.fromkeys(scopes))
+        else:
+            keep = set(scopes)
+            result = [s for s in result if s in keep]
+    return result or []
+
+
+def _requested_scopes(input: Mapping[str, Any]) -> list[str]:
+    requested = input.get("requested_scopes")
+    if not isinstance(requested, list | tuple):
+        return []
+    return list(dict.fromkeys(s for s in requested if isinstance(s, str)))
