@@ -190,15 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
-def _policies_commands(sub: argparse._SubParsersAction) -> None:
-    from controlplane.cli_policies import register
-
-    register(sub)
-
-
-EXTRA_COMMANDS.append(_policies_commands)
-
-
 def _audit_commands(sub: argparse._SubParsersAction) -> None:
     from controlplane.audit_prune import register
 
@@ -206,6 +197,15 @@ def _audit_commands(sub: argparse._SubParsersAction) -> None:
 
 
 EXTRA_COMMANDS.append(_audit_commands)
+
+
+def _kek_commands(sub: argparse._SubParsersAction) -> None:
+    from controlplane.kek_rotation import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_kek_commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
