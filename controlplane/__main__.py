@@ -190,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
+def _policies_commands(sub: argparse._SubParsersAction) -> None:
+    from controlplane.cli_policies import register
+
+    register(sub)
+
+
+EXTRA_COMMANDS.append(_policies_commands)
+
+
 def _audit_commands(sub: argparse._SubParsersAction) -> None:
     from controlplane.audit_prune import register
 
