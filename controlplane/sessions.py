@@ -13,17 +13,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from controlplane.db import Conn
+from controlplane.db import Conn, Database
 from controlplane.errors import ApiError, Issue
+from controlplane.pdp.evaluate import Decision
 
 __all__ = [
     "MAX_ID_LENGTH",
     "SESSION_STATUS_SQL",
     "SessionClaim",
+    "SessionGate",
     "SessionState",
     "check_session",
     "revoke_subject_sessions",
     "session_claim",
+    "session_denial",
+    "session_gate",
     "status_condition",
 ]
 
@@ -232,3 +236,50 @@ async def revoke_subject_sessions(conn: Conn, zone_id: str, subject_id: str) -> 
         (zone_id, subject_id),
     )
     return sorted(row["id"] for row in await cur.fetchall())
+
+
+class SessionGate:
+    """The session stage of a decision: the input policies see, or why to deny at once."""
+
+    __slots__ = ("deny_reason", "input", "session_id")
+
+    def __init__(
+        self, input: dict[str, Any], session_id: str | None, deny_reason: str | None
+    ) -> None:
+        self.input = input
+        self.session_id = session_id
+        self.deny_reason = deny_reason
+
+
+async def session_gate(db: Database, zone_id: str, decision_input: dict[str, Any]) -> SessionGate:
+    """Check (and record) the input's session before any policy runs.
+
+    ``input.session.step_up_satisfied`` belongs to the server: it is set from the stored
+    challenges for a live session and forced to false for a session object without an id.
+    """
+    raw = decision_input.get("session")
+    claim = session_claim(decision_input)
+    if claim is None:
+        if isinstance(raw, dict):
+            session = {**raw, "step_up_satisfied": False}
+            return SessionGate({**decision_input, "session": session}, None, None)
+        return SessionGate(decision_input, None, None)
+    async with db.transaction() as conn:
+        state = await check_session(conn, zone_id, claim)
+    if state.deny_reason is not None:
+        return SessionGate(decision_input, claim.id, state.deny_reason)
+    session = {**raw, "step_up_satisfied": state.step_up_satisfied}  # type: ignore[dict-item]
+    return SessionGate({**decision_input, "session": session}, claim.id, None)
+
+
+def session_denial(reason: str) -> Decision:
+    """The decision for a revoked or expired session: deny, no policy evaluated."""
+    return Decision(
+        decision="deny",
+        reasons=[reason],
+        granted_scopes=[],
+        obligations={},
+        step_up=None,
+        determining_policies=[],
+        diagnostics=[],
+    )

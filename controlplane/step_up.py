@@ -12,15 +12,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
-from controlplane.db import Conn
+from controlplane.db import Conn, Database
+from controlplane.pdp.evaluate import Decision
 from controlplane.secret_fields import redact
 
 __all__ = [
     "MAX_TTL_SECONDS",
     "NO_SESSION_REASON",
+    "apply_step_up",
     "open_challenge",
     "satisfy_challenge",
 ]
@@ -87,3 +90,37 @@ async def satisfy_challenge(
     updated = await cur.fetchone()
     assert updated is not None
     return updated["satisfied_at"], True
+
+
+async def apply_step_up(
+    db: Database,
+    zone_id: str,
+    session_id: str | None,
+    decision: Decision,
+    request_id: str | None,
+) -> tuple[Decision, tuple[str, str] | None]:
+    """Open the challenge a decision asks for: ``(decision, (challenge_id, type) | None)``.
+
+    Without a session there is nothing to step up: the decision becomes ``deny`` with reason
+    ``step_up_session_required`` (fail closed).
+    """
+    if decision.step_up is None:
+        return decision, None
+    if session_id is None:
+        return (
+            msgspec.structs.replace(
+                decision,
+                decision="deny",
+                reasons=list(dict.fromkeys([*decision.reasons, NO_SESSION_REASON])),
+                granted_scopes=[],
+                step_up=None,
+            ),
+            None,
+        )
+    challenge_type, ttl = decision.step_up["type"], decision.step_up["ttl"]
+    metadata = {"request_id": request_id, "ttl": ttl, "reasons": decision.reasons}
+    async with db.transaction() as conn:
+        challenge_id = await open_challenge(
+            conn, zone_id, session_id, challenge_type, ttl, metadata
+        )
+    return decision, (challenge_id, challenge_type)
