@@ -7,6 +7,7 @@ from uuid import UUID
 
 from litestar import Request
 from litestar.datastructures import State
+from psycopg import errors as pg_errors
 
 from controlplane.db import Conn
 from controlplane.errors import ApiError
@@ -42,3 +43,18 @@ async def require_zone(conn: Conn, zone_id: str, *, lock: bool = False) -> dict[
 def actor_id(request: Request[Any, Any, Any]) -> str:
     """The admin token id of the caller (set by the guard)."""
     return request.state.admin_token.id
+
+
+async def returning_unique(
+    conn: Conn, sql: str, params: tuple[Any, ...], constraint: str, conflict: ApiError
+) -> dict[str, Any]:
+    """Run an INSERT/UPDATE … RETURNING in a savepoint; a unique violation of ``constraint``
+    raises ``conflict`` (any other stays an error)."""
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(sql, params)
+            return await cur.fetchone()
+    except pg_errors.UniqueViolation as exc:
+        if exc.diag.constraint_name == constraint:
+            raise conflict from None
+        raise

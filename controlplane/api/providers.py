@@ -14,11 +14,16 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import Provide
-from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
-from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
+from controlplane.api.common import (
+    actor_id,
+    parse_uuid,
+    require_zone,
+    returning_unique,
+    services_of,
+)
 from controlplane.audit import record_event
 from controlplane.db import Conn
 from controlplane.errors import ApiError, invalid_body
@@ -114,18 +119,6 @@ async def require_provider(conn: Conn, zone_id: str, provider_id: str) -> dict[s
     return row
 
 
-async def _write(conn: Conn, sql: str, params: tuple[Any, ...], identifier: str) -> dict[str, Any]:
-    """Run an INSERT/UPDATE … RETURNING in a savepoint; a taken identifier is a 409."""
-    try:
-        async with conn.transaction():
-            cur = await conn.execute(sql, params)
-            return await cur.fetchone()
-    except pg_errors.UniqueViolation as exc:
-        if exc.diag.constraint_name == "providers_active_identifier":
-            raise identifier_taken(identifier) from None
-        raise
-
-
 class ProviderController(Controller):
     """List, create, read, update and archive providers."""
 
@@ -157,7 +150,7 @@ class ProviderController(Controller):
             await require_zone(conn, zone_id)
             dek = await load_dek(conn, services.kek, zone_id) if secrets else None
             sealed = seal_secrets(dek, provider_id, secrets) if dek else None
-            row = await _write(
+            row = await returning_unique(
                 conn,
                 "INSERT INTO providers (zone_id, id, name, identifier, kind, owner_type,"
                 " config_json, secret_config_keys, secrets_enc)"
@@ -173,7 +166,8 @@ class ProviderController(Controller):
                     sorted(secrets),
                     sealed,
                 ),
-                data.identifier,
+                "providers_active_identifier",
+                identifier_taken(data.identifier),
             )
             await record_event(
                 conn,
@@ -249,12 +243,13 @@ class ProviderController(Controller):
                         "removed": sorted(p for p, v in mentioned.items() if v is None),
                     }
             assignments = ", ".join(f"{column} = %s" for column in columns)
-            row = await _write(
+            row = await returning_unique(
                 conn,
                 f"UPDATE providers SET {assignments} WHERE zone_id = %s AND id = %s"
                 f" RETURNING {PROVIDER_COLUMNS}",
                 (*columns.values(), zone_id, current["id"]),
-                str(changes.get("identifier", current["identifier"])),
+                "providers_active_identifier",
+                identifier_taken(changes.get("identifier", current["identifier"])),
             )
             await record_event(
                 conn,

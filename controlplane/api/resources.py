@@ -15,10 +15,15 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import Provide
-from psycopg import errors as pg_errors
 from uuid6 import uuid7
 
-from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
+from controlplane.api.common import (
+    actor_id,
+    parse_uuid,
+    require_zone,
+    returning_unique,
+    services_of,
+)
 from controlplane.audit import record_event
 from controlplane.db import Conn
 from controlplane.errors import ApiError, invalid_body
@@ -108,6 +113,13 @@ def check_upstream_url(url: str | None) -> None:
         raise invalid_body("must be an http:// or https:// URL with a host", ["upstream_url"])
 
 
+def identifier_taken(identifier: str) -> ApiError:
+    """409 resource_identifier_taken."""
+    return ApiError(
+        409, "resource_identifier_taken", f"an active resource has identifier {identifier!r}"
+    )
+
+
 async def require_active_provider(conn: Conn, zone_id: str, provider_id: UUID | None) -> None:
     """404 provider_not_found unless the provider is active in the zone (share-locked until
     commit, so it cannot be archived while this resource starts using it)."""
@@ -119,22 +131,6 @@ async def require_active_provider(conn: Conn, zone_id: str, provider_id: UUID | 
     )
     if await cur.fetchone() is None:
         raise ApiError(404, "provider_not_found", f"no active provider {provider_id} in the zone")
-
-
-async def _write(conn: Conn, sql: str, params: tuple[Any, ...], identifier: str) -> dict[str, Any]:
-    """Run an INSERT/UPDATE … RETURNING in a savepoint; a taken identifier is a 409."""
-    try:
-        async with conn.transaction():
-            cur = await conn.execute(sql, params)
-            return await cur.fetchone()
-    except pg_errors.UniqueViolation as exc:
-        if exc.diag.constraint_name == "resources_active_identifier":
-            raise ApiError(
-                409,
-                "resource_identifier_taken",
-                f"an active resource has identifier {identifier!r}",
-            ) from None
-        raise
 
 
 def _audit_fields(row: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +168,7 @@ class ResourceController(Controller):
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
             await require_active_provider(conn, zone_id, data.credential_provider_id)
-            row = await _write(
+            row = await returning_unique(
                 conn,
                 "INSERT INTO resources (zone_id, id, name, identifier, upstream_url, prefix,"
                 " scopes, credential_provider_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -187,7 +183,8 @@ class ResourceController(Controller):
                     data.scopes,
                     data.credential_provider_id,
                 ),
-                data.identifier,
+                "resources_active_identifier",
+                identifier_taken(data.identifier),
             )
             await record_event(
                 conn,
@@ -225,12 +222,13 @@ class ResourceController(Controller):
             current = await self._find(conn, zone_id, resource_id, lock=True)
             await require_active_provider(conn, zone_id, changes.get("credential_provider_id"))
             assignments = ", ".join(f"{column} = %s" for column in changes)
-            row = await _write(
+            row = await returning_unique(
                 conn,
                 f"UPDATE resources SET {assignments} WHERE zone_id = %s AND id = %s"
                 f" RETURNING {RESOURCE_COLUMNS}",
                 (*changes.values(), zone_id, current["id"]),
-                str(changes.get("identifier", current["identifier"])),
+                "resources_active_identifier",
+                identifier_taken(changes.get("identifier", current["identifier"])),
             )
             await record_event(
                 conn,
