@@ -56,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             base = f"http://{shown_host}:{settings.port}"
             print(
                 "local bootstrap: curl -s -X POST "
-                f"-H 'Authorization: Bearer $CARACAL_ADMIN_TOKEN' {base}/v1/local/bootstrap",
+                f'-H "Authorization: Bearer $CARACAL_ADMIN_TOKEN" {base}/v1/local/bootstrap',
                 file=sys.stderr,
                 flush=True,
             )
