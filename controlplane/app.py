@@ -20,18 +20,26 @@ from controlplane.admin_tokens import upsert_env_token
 from controlplane.api.admin_tokens import AdminTokenController
 from controlplane.api.applications import ApplicationController
 from controlplane.api.audit import AuditController
+from controlplane.api.decisions import DecisionController
 from controlplane.api.grants import GrantController
 from controlplane.api.health import health, ready
 from controlplane.api.jwks import global_jwks, zone_jwks
+from controlplane.api.policies import PolicyController
+from controlplane.api.policy_sets import PolicySetController
 from controlplane.api.providers import ProviderController
 from controlplane.api.resources import ResourceController
 from controlplane.api.sessions import SessionController
 from controlplane.api.step_up import StepUpController
+from controlplane.api.templates import list_templates
 from controlplane.api.zones import ZoneController
 from controlplane.auth import admin_guard
 from controlplane.crypto import Kek, SecretHasher, load_kek
 from controlplane.db import Database, migrate
+from controlplane.decision_audit import decision_audit_component
 from controlplane.errors import EXCEPTION_HANDLERS
+from controlplane.listener import listener_component
+from controlplane.pdp.runtime import reconciler_component
+from controlplane.relay import relay_component
 from controlplane.request_context import RequestContextMiddleware
 from controlplane.services import Services
 from controlplane.settings import Settings, load_settings
@@ -55,6 +63,8 @@ ROUTE_HANDLERS: list[Any] = [
 ]
 ROUTE_HANDLERS += [ApplicationController, ResourceController, ProviderController]
 ROUTE_HANDLERS += [SessionController, StepUpController, AuditController, GrantController]
+ROUTE_HANDLERS += [PolicyController, PolicySetController, DecisionController, list_templates]
+COMPONENTS += [decision_audit_component, listener_component, reconciler_component, relay_component]
 
 
 class ControlPlaneApp(Litestar):

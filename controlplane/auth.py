@@ -12,6 +12,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from controlplane.errors import ApiError
+from controlplane.token_cache import token_cache_of
 
 _BEARER = re.compile(r"^Bearer ([\x21-\x7e]{1,512})$", re.I)
 _LAST_USED_EVERY = timedelta(seconds=60)
@@ -26,6 +27,7 @@ class AdminToken:
     id: str
     scope: Literal["global", "zone"]
     zone_id: str | None
+    expires_at: datetime | None = None
 
 
 def hash_token(token: str) -> str:
@@ -54,7 +56,11 @@ async def admin_guard(
     match = _BEARER.match(header) if header else None
     if match is None:
         raise invalid_token()
-    token = await lookup_token(connection.app.state.services.db, hash_token(match.group(1)))
+    token = await authenticate(
+        connection.app.state.services,
+        hash_token(match.group(1)),
+        cached=handler.opt.get("token_cache", False),
+    )
     if token is None:
         raise invalid_token()
     if token.scope != "global":
@@ -63,6 +69,22 @@ async def admin_guard(
         if connection.path_params.get("zone_id") != token.zone_id:
             raise zone_mismatch()
     connection.state.admin_token = token
+
+
+async def authenticate(services: Any, token_sha256: str, *, cached: bool) -> AdminToken | None:
+    """The live token with this hash, from the database or, on hot-path routes that opt in
+    (``opt={"token_cache": True}``), from the short-lived token cache."""
+    if not cached:
+        return await lookup_token(services.db, token_sha256)
+    cache = token_cache_of(services)
+    token = cache.get(token_sha256)
+    if token is not None:
+        return token
+    epoch = cache.epoch
+    token = await lookup_token(services.db, token_sha256)
+    if token is not None:
+        cache.put(token_sha256, token, token.expires_at, epoch)
+    return token
 
 
 async def lookup_token(db: Any, token_sha256: str) -> AdminToken | None:
@@ -83,7 +105,9 @@ async def lookup_token(db: Any, token_sha256: str) -> AdminToken | None:
             await conn.execute(
                 "UPDATE admin_tokens SET last_used_at = now() WHERE id = %s", (row["id"],)
             )
-    return AdminToken(id=str(row["id"]), scope=row["scope"], zone_id=row["zone_id"])
+    return AdminToken(
+        id=str(row["id"]), scope=row["scope"], zone_id=row["zone_id"], expires_at=row["expires_at"]
+    )
 
 
 def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminToken:

@@ -132,3 +132,13 @@ CREATE TRIGGER admin_tokens_revoked AFTER UPDATE OF revoked_at, expires_at ON ad
     WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at
           OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
     EXECUTE FUNCTION caracal_admin_token_revoked();
+
+-- Tell every process's PDP at once when a zone is archived (it stops answering decisions).
+CREATE FUNCTION caracal_zone_archived() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('caracal_zones', NEW.id);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER zones_archived AFTER UPDATE OF archived_at ON zones
+    FOR EACH ROW WHEN (OLD.archived_at IS DISTINCT FROM NEW.archived_at)
+    EXECUTE FUNCTION caracal_zone_archived();

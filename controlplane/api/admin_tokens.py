@@ -14,6 +14,7 @@ from controlplane.api.common import actor_id, parse_uuid, require_zone, services
 from controlplane.audit import record_event
 from controlplane.errors import ApiError, invalid_body
 from controlplane.services import Services
+from controlplane.token_cache import token_cache_of
 
 
 class AdminTokenInfo(msgspec.Struct):
@@ -123,3 +124,4 @@ class AdminTokenController(Controller):
                 actor_id=actor_id(request),
                 metadata={"token_id": token_id},
             )
+        token_cache_of(services).evict(str(token_uuid))

@@ -15,6 +15,7 @@ from uuid6 import uuid7
 from controlplane.api.common import actor_id, require_zone, services_of
 from controlplane.audit import record_event
 from controlplane.errors import ApiError
+from controlplane.pdp.runtime import runtime_of
 from controlplane.services import Services
 from controlplane.zone_keys import provision_zone_keys
 
@@ -189,3 +190,4 @@ class ZoneController(Controller):
             await record_event(
                 conn, zone_id=zone_id, event_type="zone.archived", actor_id=actor_id(request)
             )
+        runtime_of(services).forget(zone_id)  # other processes: the caracal_zones NOTIFY

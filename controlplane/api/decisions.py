@@ -1,0 +1,209 @@
+"""Decisions [ours]: ``POST /v1/zones/{zoneId}/decisions`` — the embedded PDP over HTTP.
+
+The handler is a pipeline: load the zone's compiled sets → build the input → evaluate the
+active set (and the shadow, observe-only) → audit → respond. Only the audit write (group
+commit) touches the database on the hot path; the zone's sets are in process memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.di import Provide
+from uuid6 import uuid7
+
+from controlplane.api.common import actor_id, services_of
+from controlplane.crypto import sign_jws
+from controlplane.decision_audit import AuditWriteError, DecisionEvent, audit_writer_of
+from controlplane.errors import ApiError
+from controlplane.pdp.evaluate import CompiledSet, Decision, evaluate_set
+from controlplane.pdp.runtime import ZoneState, runtime_of
+from controlplane.request_context import current_request_id
+from controlplane.secret_fields import redact
+from controlplane.services import Services
+from controlplane.zone_keys import current_signing_key
+
+
+class DecisionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """POST …/decisions body."""
+
+    input: dict[str, Any]
+    sign: bool = False
+
+
+class DeterminingPolicy(msgspec.Struct):
+    """A policy whose own decision is the final one."""
+
+    policy_id: str
+    policy_version_id: str
+
+
+class StepUpRef(msgspec.Struct):
+    """The step-up challenge a partial decision asks the caller to satisfy."""
+
+    id: str
+    type: str
+
+
+class DecisionResponse(msgspec.Struct):
+    """200 body; ``jws`` only when ``sign`` was true."""
+
+    decision: str
+    reasons: list[str]
+    granted_scopes: list[str]
+    obligations: dict[str, Any]
+    step_up: StepUpRef | None
+    policy_set_version_id: str
+    determining_policies: list[DeterminingPolicy]
+    request_id: str | None
+    jws: str | msgspec.UnsetType = msgspec.UNSET
+
+
+@dataclass(slots=True)
+class DecisionContext:
+    """Everything one decision request carries through the pipeline."""
+
+    zone_id: str
+    input: dict[str, Any]
+    actor_id: str | None
+    request_id: str | None
+    occurred_at: datetime
+    sign: bool = False
+    #: the step-up challenge opened for this decision, if any
+    step_up: StepUpRef | None = None
+    #: extra audit metadata stages may add
+    audit_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The active set's decision and, when a shadow ran, the shadow's."""
+
+    compiled: CompiledSet
+    decision: Decision
+    shadow_compiled: CompiledSet | None = None
+    shadow: Decision | None = None
+
+
+# -- pipeline stages ----------------------------------------------------------------------------
+
+
+async def load_zone_set(services: Services, zone_id: str) -> ZoneState:
+    """The zone's installed state; 404 zone_not_found, 409 no_active_policy_set."""
+    runtime = runtime_of(services)
+    state = runtime.cached(zone_id) or await runtime.zone(zone_id)
+    if state is None:
+        raise ApiError(404, "zone_not_found")
+    if state.active is None:
+        raise ApiError(409, "no_active_policy_set", "activate a policy-set version first")
+    return state
+
+
+def evaluate(state: ZoneState, input: dict[str, Any]) -> Outcome:
+    """Evaluate the active set, and the shadow set (observe-only) when there is one."""
+    assert state.active is not None
+    decision = evaluate_set(state.active, input)
+    if state.shadow is None:
+        return Outcome(state.active, decision)
+    return Outcome(state.active, decision, state.shadow, evaluate_set(state.shadow, input))
+
+
+def evaluation_status(decision: Decision) -> str:
+    """``complete``, or ``error`` when some policy failed (and denied)."""
+    return "error" if decision.diagnostics else "complete"
+
+
+async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
+    """Write the decision's audit event (group commit); 503 if it cannot be made durable."""
+    decision, shadow = outcome.decision, outcome.shadow
+    metadata: dict[str, Any] = {
+        "actor": ctx.actor_id,
+        "reasons": decision.reasons,
+        "granted_scopes": decision.granted_scopes,
+        "obligations": decision.obligations,
+        "step_up": decision.step_up,
+        "input": ctx.input,
+        **ctx.audit_metadata,
+    }
+    if shadow is not None:
+        metadata["shadow"] = {
+            "reasons": shadow.reasons,
+            "granted_scopes": shadow.granted_scopes,
+            "determining_policies": shadow.determining_policies,
+            "diagnostics": shadow.diagnostics,
+        }
+    event = DecisionEvent(
+        id=uuid7(),
+        zone_id=ctx.zone_id,
+        request_id=ctx.request_id,
+        actor_id=ctx.actor_id,
+        decision=decision.decision,
+        evaluation_status=evaluation_status(decision),
+        metadata=redact(metadata),
+        policy_set_id=outcome.compiled.policy_set_id,
+        policy_set_version_id=outcome.compiled.policy_set_version_id,
+        manifest_sha=outcome.compiled.manifest_sha256,
+        determining_policies=decision.determining_policies,
+        diagnostics=decision.diagnostics,
+        shadow_decision=shadow.decision if shadow is not None else None,
+        shadow_policy_set_version_id=(
+            outcome.shadow_compiled.policy_set_version_id if outcome.shadow_compiled else None
+        ),
+        occurred_at=ctx.occurred_at,
+    )
+    try:
+        await audit_writer_of(services).write(event)
+    except AuditWriteError:
+        raise ApiError(
+            503, "audit_unavailable", "the decision could not be recorded; retry"
+        ) from None
+
+
+async def respond(services: Services, ctx: DecisionContext, outcome: Outcome) -> DecisionResponse:
+    """The response body (signed with the zone's key when asked)."""
+    decision = outcome.decision
+    response = DecisionResponse(
+        decision=decision.decision,
+        reasons=decision.reasons,
+        granted_scopes=decision.granted_scopes,
+        obligations=decision.obligations,
+        step_up=ctx.step_up,
+        policy_set_version_id=outcome.compiled.policy_set_version_id,
+        determining_policies=[DeterminingPolicy(**p) for p in decision.determining_policies],
+        request_id=ctx.request_id,
+    )
+    if ctx.sign:
+        async with services.db.transaction() as conn:
+            kid, private_key = await current_signing_key(conn, services.kek, ctx.zone_id)
+        response.jws = sign_jws(private_key, kid, msgspec.to_builtins(response))
+    return response
+
+
+class DecisionController(Controller):
+    """The decision endpoint (zone scope)."""
+
+    path = "/v1/zones/{zone_id:str}/decisions"
+    tags = ["decisions"]
+    dependencies = {"services": Provide(services_of, sync_to_thread=False)}
+
+    @post("/", status_code=200, opt={"token_cache": True})
+    async def decide(
+        self, request: Request, zone_id: str, services: Services, data: DecisionRequest
+    ) -> DecisionResponse:
+        """Evaluate the zone's active policy set for ``input``."""
+        ctx = DecisionContext(
+            zone_id=zone_id,
+            input=data.input,
+            actor_id=actor_id(request),
+            request_id=current_request_id(),
+            occurred_at=datetime.now(UTC),
+            sign=data.sign,
+        )
+        state = await load_zone_set(services, zone_id)
+        outcome = evaluate(state, ctx.input)
+        await record_decision(services, ctx, outcome)
+        return await respond(services, ctx, outcome)
