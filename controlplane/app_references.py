@@ -1,8 +1,7 @@
 """Is an application referenced by the zone's active policies?
 
 An application is referenced when its id appears (case-insensitively) in the content of a
-policy version of the zone's active or shadow policy-set version. The check reads the policy
-tables of the policies migration; until they exist it answers False.
+policy version of the zone's active or shadow policy-set version (``sql/0003_policies.sql``).
 """
 
 from __future__ import annotations
@@ -11,18 +10,9 @@ from uuid import UUID
 
 from controlplane.db import Conn
 
-_POLICY_TABLES = ("zone_policy_state", "policy_set_version_entries", "policy_versions")
-
 
 async def application_referenced_by_active_policy(conn: Conn, zone_id: str, app_id: UUID) -> bool:
     """True when an active or shadow policy version of the zone mentions ``app_id``."""
-    cur = await conn.execute(
-        "SELECT bool_and(to_regclass(name) IS NOT NULL) AS ready FROM unnest(%s::text[]) AS name",
-        (list(_POLICY_TABLES),),
-    )
-    row = await cur.fetchone()
-    if not row["ready"]:
-        return False
     cur = await conn.execute(
         "SELECT EXISTS ("
         " SELECT 1 FROM zone_policy_state s"
