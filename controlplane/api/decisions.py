@@ -1,13 +1,16 @@
 """Decisions [ours]: ``POST /v1/zones/{zoneId}/decisions`` — the embedded PDP over HTTP.
 
-The handler is a pipeline: load the zone's compiled sets → build the input → evaluate the
-active set (and the shadow, observe-only) → audit → respond. Only the audit write (group
-commit) touches the database on the hot path; the zone's sets are in process memory.
+The handler is a pipeline: load the zone's compiled sets → build the input → check the
+input's session (``controlplane.sessions``: revoked/expired deny at once) → evaluate the
+active set (and the shadow, observe-only) → open a step-up challenge if asked
+(``controlplane.step_up``) → audit → respond. Without a session in the input only the audit
+write (group commit) touches the database on the hot path; with one, the session check is
+one more round trip. The zone's sets are in process memory.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +28,8 @@ from controlplane.pdp.runtime import ZoneState, runtime_of
 from controlplane.request_context import current_request_id
 from controlplane.secret_fields import redact
 from controlplane.services import Services
+from controlplane.sessions import session_denial, session_gate
+from controlplane.step_up import apply_step_up
 from controlplane.zone_keys import current_signing_key
 
 
@@ -117,6 +122,19 @@ def evaluation_status(decision: Decision) -> str:
     return "error" if decision.diagnostics else "complete"
 
 
+async def open_step_up(
+    services: Services, ctx: DecisionContext, outcome: Outcome, session_id: str | None
+) -> Outcome:
+    """Open the step-up challenge the decision asks for (``controlplane.step_up``)."""
+    decision, challenge = await apply_step_up(
+        services.db, ctx.zone_id, session_id, outcome.decision, ctx.request_id
+    )
+    if challenge is not None:
+        ctx.step_up = StepUpRef(id=challenge[0], type=challenge[1])
+        ctx.audit_metadata["step_up_challenge_id"] = challenge[0]
+    return replace(outcome, decision=decision)
+
+
 async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
     """Write the decision's audit event (group commit); 503 if it cannot be made durable."""
     decision, shadow = outcome.decision, outcome.shadow
@@ -204,6 +222,13 @@ class DecisionController(Controller):
             sign=data.sign,
         )
         state = await load_zone_set(services, zone_id)
-        outcome = evaluate(state, ctx.input)
+        gate = await session_gate(services.db, zone_id, ctx.input)
+        ctx.input = gate.input
+        if gate.deny_reason is not None:  # revoked or expired: no policy runs
+            assert state.active is not None
+            outcome = Outcome(state.active, session_denial(gate.deny_reason))
+        else:
+            outcome = evaluate(state, ctx.input)
+            outcome = await open_step_up(services, ctx, outcome, gate.session_id)
         await record_decision(services, ctx, outcome)
         return await respond(services, ctx, outcome)
