@@ -217,6 +217,15 @@ def _kek_commands(sub: argparse._SubParsersAction) -> None:
 EXTRA_COMMANDS.append(_kek_commands)
 
 
+def _relay_commands(sub: argparse._SubParsersAction) -> None:
+    from controlplane.relay import register_cli
+
+    register_cli(sub)
+
+
+EXTRA_COMMANDS.append(_relay_commands)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, configure logging, run; bad settings exit 2 with one line."""
     from controlplane.logs import configure_logging
