@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import msgspec
+import psycopg
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -176,9 +177,25 @@ def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> 
     return error_response(500, "internal_error", f"request_id={request_id}")
 
 
+def _data_error_handler(request: Request[Any, Any, Any], exc: psycopg.DataError) -> Response[Any]:
+    """A value PostgreSQL cannot store (a NUL character in a string, a number out of range):
+    the caller's input, so 400 invalid_body. The message is not logged: it may quote the value."""
+    log.warning(
+        "value refused by the database",
+        extra={
+            "request_id": current_request_id(),
+            "path": request.url.path,
+            "sqlstate": exc.sqlstate,
+        },
+    )
+    message = "a value cannot be stored (strings must not contain NUL, numbers must be in range)"
+    return error_response(400, "invalid_body", issues=[Issue(path=[], message=message)])
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error_handler,
     ValidationException: _validation_handler,
     HTTPException: _http_exception_handler,
+    psycopg.DataError: _data_error_handler,
     Exception: _internal_error_handler,
 }
