@@ -326,3 +326,17 @@ def test_a_failed_call_writes_no_audit_event(
         ).fetchone()["n"]
         == 0
     )
+
+
+def test_a_nul_character_is_invalid_body(client: TestClient, zone: dict[str, Any]) -> None:
+    for body in (
+        {"name": "a\u0000", "registration_method": "managed"},
+        {"name": "a", "registration_method": "managed", "traits": ["t\u0000"]},
+    ):
+        response = client.post(base(zone["id"]), json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_body"
+    app = create(client, zone["id"])
+    response = client.patch(f"{base(zone['id'])}/{app['id']}", json={"name": "b\u0000"})
+    assert response.status_code == 400
+    assert client.get(f"{base(zone['id'])}/{app['id']}").json() == app

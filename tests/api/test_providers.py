@@ -355,3 +355,21 @@ def test_every_change_writes_one_audit_event_without_secret_values(
     assert updated["encrypted_fields"] == {"set": ["client_secret"], "removed": ["api_key"]}
     assert all(r["metadata_json"]["provider_id"] == provider["id"] for r in rows)
     assert "zzz" not in str(rows)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"identifier": "nul\u0000", "kind": "oauth2"},
+        {"identifier": "x", "kind": "oauth2", "config_json": {"region": "eu\u0000"}},
+        {"identifier": "x", "kind": "oauth2", "config_json": {"re\u0000gion": "eu"}},
+        {"identifier": "x", "kind": "oauth2", "secret_config": {"api_key\u0000": "k"}},
+    ],
+)
+def test_a_nul_character_is_invalid_body(
+    client: TestClient, zone: dict[str, Any], body: dict[str, Any]
+) -> None:
+    response = client.post(base(zone["id"]), json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_body"
+    assert client.get(base(zone["id"])).json() == []

@@ -270,3 +270,13 @@ def test_every_change_writes_one_audit_event(
     assert rows[1]["metadata_json"]["changes"] == {"scopes": ["x", "y"]}
     assert all(r["metadata_json"]["resource_id"] == resource["id"] for r in rows)
     assert all(r["request_id"] for r in rows)
+
+
+def test_a_nul_character_is_invalid_body(client: TestClient, zone: dict[str, Any]) -> None:
+    for body in (
+        {"identifier": "r\u0000", "scopes": ["read"]},
+        {"identifier": "r", "scopes": ["re\u0000ad"]},
+    ):
+        response = client.post(base(zone["id"]), json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "invalid_body"
