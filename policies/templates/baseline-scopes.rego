@@ -7,44 +7,37 @@ package caracal.authz
 
 import rego.v1
 
-max_scopes := 64
+# One rule gathers the facts (every rule an evaluation visits costs microseconds in the
+# engine, so the settings are local values); decide() picks the answer.
+result := decide(requested, max_scopes, malformed, granted) if {
+	# Settings: at most max_scopes scopes of at most max_scope_length characters, made of
+	# scope_characters (the grants API's ^[a-z0-9:_./-]+$; trim costs a fraction of a
+	# regex.match in regorus).
+	max_scopes := 64
+	max_scope_length := 200
+	scope_characters := "abcdefghijklmnopqrstuvwxyz0123456789:_./-"
 
-max_scope_length := 200
+	# Input fields of the wrong type count as absent.
+	requested := [scope | is_array(input.requested_scopes); some scope in input.requested_scopes]
+	offered := {scope | is_array(input.resource.scopes); some scope in input.resource.scopes}
 
-# The characters a scope may contain (the grants API's ^[a-z0-9:_./-]+$). Checked with
-# trim, which costs a fraction of a regex.match in regorus.
-scope_characters := "abcdefghijklmnopqrstuvwxyz0123456789:_./-"
-
-# Input fields of the wrong type count as absent.
-requested := value if {
-	value := input.requested_scopes
-	is_array(value)
-} else := []
-
-offered := value if {
-	value := input.resource.scopes
-	is_array(value)
-} else := []
-
-well_formed if {
-	every scope in requested {
+	well_formed := [scope |
+		some scope in requested
 		is_string(scope)
 		scope != ""
 		count(scope) <= max_scope_length
 		trim(scope, scope_characters) == ""
-	}
+	]
+	malformed := count(well_formed) != count(requested)
+	granted := [scope | some scope in requested; scope in offered]
 }
 
-granted := [scope | some scope in requested; scope in offered]
-
-default result := {"decision": "deny", "reasons": ["scopes_not_offered_by_resource"]}
-
-result := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
+decide(requested, max_scopes, malformed, granted) := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
 	count(requested) == 0
 } else := {"decision": "deny", "reasons": ["too_many_scopes"]} if {
 	count(requested) > max_scopes
 } else := {"decision": "deny", "reasons": ["malformed_scope"]} if {
-	not well_formed
+	malformed
 } else := {"decision": "allow", "reasons": ["scopes_offered_by_resource"]} if {
 	count(granted) == count(requested)
 } else := {
@@ -53,4 +46,4 @@ result := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
 	"granted_scopes": granted,
 } if {
 	count(granted) > 0
-}
+} else := {"decision": "deny", "reasons": ["scopes_not_offered_by_resource"]}

@@ -381,3 +381,39 @@ def test_each_thread_gets_its_own_engine() -> None:
     assert results == [("allow" if n > 0 else "deny", [f"n={n}"]) for n in range(-200, 200)]
     assert len(engines) >= 2  # a regorus Engine must never cross threads
     assert evaluate_set(compiled, {"n": 1}).decision == "allow"  # the main thread's still works
+
+
+# --- one engine per set ---------------------------------------------------------------------
+
+
+def test_policies_of_a_set_keep_their_own_rules_and_errors() -> None:
+    a = policy("a", 'level := "a"\nresult := {"allow": true, "reasons": [level]}\n')
+    b = policy("b", "level := input.n\nresult := count(level) > 0\n")  # errors for a number
+    c = policy("c", 'level := "c"\nresult := {"allow": true, "reasons": [level]}\n')
+    d = evaluate(a, b, c, input={"n": 5})
+    assert d.decision == "deny"
+    assert [x["policy_id"] for x in d.diagnostics] == ["pol-b"]
+    assert d.diagnostics[0]["error"].startswith("ver-b.rego:6:")
+    d = evaluate(a, c, input={"n": 5})
+    assert (d.decision, d.reasons) == ("allow", ["a", "c"])
+
+
+def test_policy_that_names_data_or_repeats_is_evaluated_alone() -> None:
+    own = policy(
+        "own", 'x := "own"\nresult := {"allow": true, "reasons": [data.caracal.authz.x]}\n'
+    )
+    other = policy("other", 'x := "other"\nresult := {"allow": true, "reasons": [x]}\n')
+    d = evaluate(other, own, other, input={})
+    assert d.decision == "allow"
+    assert d.reasons == ["other", "own"]
+    assert d.determining_policies == refs("other", "own", "other")
+    undefined = policy("u", "result := true if input.never\n")
+    d = evaluate(own, undefined, undefined)
+    assert [x["error"] for x in d.diagnostics] == ["result is undefined"] * 2
+
+
+def test_input_the_engine_cannot_hold_fails_every_policy_closed() -> None:
+    d = evaluate(const("a", True), const("b", True), input={"n": object()})
+    assert (d.decision, d.reasons) == ("deny", ["policy_error"])
+    assert [x["policy_id"] for x in d.diagnostics] == ["pol-a", "pol-b"]
+    assert all(x["error"].startswith("invalid input: ") for x in d.diagnostics)
