@@ -1,15 +1,17 @@
 """The decision audit log's group-commit writer.
 
 Each decision awaits the durable insert of its own audit event, but concurrent decisions
-share one multi-row ``INSERT … SELECT FROM unnest(…)`` on the writer's own autocommit
-connection: while one batch is being written the next one gathers, so under load a
-decision costs a fraction of a database round trip and an acknowledged decision is never
-missing from the audit log (a failed write fails the decisions of that batch).
+share one multi-row ``INSERT … SELECT FROM jsonb_to_recordset(…)`` on the writer's own
+autocommit connection: while one batch is being written the next one gathers, so under load
+a decision costs a fraction of a database round trip and an acknowledged decision is never
+missing from the audit log (a failed write fails the decisions of that batch; a row that
+PostgreSQL refuses as data fails alone).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,22 +29,27 @@ log = logging.getLogger("controlplane.decision_audit")
 
 MAX_BATCH = 500
 
+# The whole batch travels as one JSON array (encoded by msgspec in C) and is unpacked by
+# PostgreSQL: much cheaper per row than psycopg's Python-level array adaptation.
 _INSERT = (
     "INSERT INTO audit_events (id, zone_id, event_type, request_id, actor_id, decision,"
     " evaluation_status, metadata_json, policy_set_id, policy_set_version_id, manifest_sha,"
     " determining_policies_json, diagnostics_json, shadow_decision,"
     " shadow_policy_set_version_id, occurred_at)"
     " SELECT id, zone_id, event_type, request_id, actor_id, decision, evaluation_status,"
-    " metadata::jsonb, policy_set_id, policy_set_version_id, manifest_sha,"
-    " determining::jsonb, diagnostics::jsonb, shadow_decision, shadow_version_id, occurred_at"
-    " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::text[], %s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::text[],"
-    " %s::text[], %s::uuid[], %s::timestamptz[])"
-    " AS t(id, zone_id, event_type, request_id, actor_id, decision, evaluation_status, metadata,"
-    " policy_set_id, policy_set_version_id, manifest_sha, determining, diagnostics,"
-    " shadow_decision, shadow_version_id, occurred_at)"
+    " coalesce(metadata_json, '{}'), policy_set_id, policy_set_version_id, manifest_sha,"
+    " determining_policies_json, diagnostics_json, shadow_decision,"
+    " shadow_policy_set_version_id, occurred_at"
+    " FROM jsonb_to_recordset(%s::jsonb) AS t(id uuid, zone_id text, event_type text,"
+    " request_id text, actor_id text, decision text, evaluation_status text,"
+    " metadata_json jsonb, policy_set_id uuid, policy_set_version_id uuid, manifest_sha text,"
+    " determining_policies_json jsonb, diagnostics_json jsonb, shadow_decision text,"
+    " shadow_policy_set_version_id uuid, occurred_at timestamptz)"
 )
 _json = msgspec.json.Encoder()
+
+
+Pending = tuple["DecisionEvent", "asyncio.Future[None]"]
 
 
 class AuditWriteError(Exception):
@@ -71,29 +78,31 @@ class DecisionEvent:
     event_type: str = "decision"
 
 
-def _json_text(value: Any) -> str | None:
-    return None if value is None else _json.encode(value).decode()
-
-
-def _columns(events: list[DecisionEvent]) -> tuple[list[Any], ...]:
-    return (
-        [e.id for e in events],
-        [e.zone_id for e in events],
-        [e.event_type for e in events],
-        [e.request_id for e in events],
-        [e.actor_id for e in events],
-        [e.decision for e in events],
-        [e.evaluation_status for e in events],
-        [_json_text(e.metadata) for e in events],
-        [e.policy_set_id for e in events],
-        [e.policy_set_version_id for e in events],
-        [e.manifest_sha for e in events],
-        [_json_text(e.determining_policies) for e in events],
-        [_json_text(e.diagnostics) for e in events],
-        [e.shadow_decision for e in events],
-        [e.shadow_policy_set_version_id for e in events],
-        [e.occurred_at for e in events],
-    )
+def encode_batch(events: list[DecisionEvent]) -> str:
+    """The batch as the JSON array ``_INSERT`` unpacks (one object per row)."""
+    return _json.encode(
+        [
+            {
+                "id": e.id,
+                "zone_id": e.zone_id,
+                "event_type": e.event_type,
+                "request_id": e.request_id,
+                "actor_id": e.actor_id,
+                "decision": e.decision,
+                "evaluation_status": e.evaluation_status,
+                "metadata_json": e.metadata,
+                "policy_set_id": e.policy_set_id,
+                "policy_set_version_id": e.policy_set_version_id,
+                "manifest_sha": e.manifest_sha,
+                "determining_policies_json": e.determining_policies,
+                "diagnostics_json": e.diagnostics,
+                "shadow_decision": e.shadow_decision,
+                "shadow_policy_set_version_id": e.shadow_policy_set_version_id,
+                "occurred_at": e.occurred_at,
+            }
+            for e in events
+        ]
+    ).decode()
 
 
 class DecisionAuditWriter:
@@ -102,7 +111,7 @@ class DecisionAuditWriter:
     def __init__(self, url: str, *, max_batch: int = MAX_BATCH) -> None:
         self.url = url
         self.max_batch = max_batch
-        self._queue: list[tuple[DecisionEvent, asyncio.Future[None]]] = []
+        self._queue: list[Pending] = []
         self._wake = asyncio.Event()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -145,25 +154,74 @@ class DecisionAuditWriter:
     async def _flush(self) -> None:
         batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, options="-c TimeZone=UTC"
-                )
-            await self._conn.execute(_INSERT, _columns([event for event, _ in batch]))
+            await self._insert([event for event, _ in batch])
+        except psycopg.DataError:
+            # One bad row (a NUL character jsonb refuses) must not fail its neighbours.
+            for event, future in batch:
+                await self._settle([(event, future)], sanitize=True)
+            return
         except Exception as exc:
-            log.error(
-                "decision audit write failed", extra={"events": len(batch), "error": repr(exc)}
-            )
-            if self._conn is not None:
-                await self._conn.close()
-                self._conn = None
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(AuditWriteError(str(exc)))
+            self._fail(batch, exc)
+            await self._reset()
             return
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
+
+    async def _settle(self, batch: list[Pending], *, sanitize: bool) -> None:
+        """Insert a (small) batch alone, resolving its futures either way."""
+        events = [_without_nul(event) if sanitize else event for event, _ in batch]
+        try:
+            await self._insert(events)
+        except Exception as exc:
+            self._fail(batch, exc)
+            if not isinstance(exc, psycopg.DataError):
+                await self._reset()
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _insert(self, events: list[DecisionEvent]) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, options="-c TimeZone=UTC"
+            )
+        await self._conn.execute(_INSERT, (encode_batch(events),))
+
+    def _fail(self, batch: list[Pending], exc: Exception) -> None:
+        log.error("decision audit write failed", extra={"events": len(batch), "error": repr(exc)})
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(AuditWriteError(str(exc)))
+
+    async def _reset(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every NUL character in strings and keys replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _without_nul(event: DecisionEvent) -> DecisionEvent:
+    """A copy of ``event`` that jsonb accepts (it refuses ``\\u0000``)."""
+    return dataclasses.replace(
+        event,
+        metadata=_clean(event.metadata),
+        determining_policies=_clean(event.determining_policies),
+        diagnostics=_clean(event.diagnostics),
+        request_id=_clean(event.request_id),
+        actor_id=_clean(event.actor_id),
+    )
 
 
 def audit_writer_of(services: Services) -> DecisionAuditWriter:

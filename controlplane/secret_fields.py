@@ -8,6 +8,7 @@ those are configuration (`token_url`, `token_endpoint`).
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from typing import Any
 
@@ -20,6 +21,7 @@ REDACTED = "[REDACTED]"
 _CONFIG_SUFFIXES = ("_url", "_uri", "_endpoint")
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     """True if a field named `key` holds a secret (see the module docstring)."""
     return SECRET_KEY_RE.search(key) is not None and not key.lower().endswith(_CONFIG_SUFFIXES)
@@ -101,4 +103,6 @@ def redact(value: Any) -> Any:
         }
     if isinstance(value, list | tuple):
         return [redact(item) for item in value]
+    if value is None or isinstance(value, str | int | float):  # immutable: no copy needed
+        return value
     return copy.deepcopy(value)

@@ -100,7 +100,9 @@ class Outcome:
 async def load_zone_set(services: Services, zone_id: str) -> ZoneState:
     """The zone's installed state; 404 zone_not_found, 409 no_active_policy_set."""
     runtime = runtime_of(services)
-    state = runtime.cached(zone_id) or await runtime.zone(zone_id)
+    state = runtime.cached(zone_id)
+    if state is None and "\x00" not in zone_id:
+        state = await runtime.zone(zone_id)
     if state is None:
         raise ApiError(404, "zone_not_found")
     if state.active is None:
