@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +39,13 @@ _MARK_FAILED = (
     " next_attempt_at = now() + make_interval(secs => %s) WHERE zone_id = %s AND id = %s"
 )
 _MAX_ERROR_CHARS = 1000
+#: Published rows are kept this long (for inspection), then deleted by the relays.
+RETENTION = "7 days"
+_PRUNE_EVERY_SECONDS = 60.0
+_PRUNE = (
+    "DELETE FROM outbox WHERE (zone_id, id) IN (SELECT zone_id, id FROM outbox"
+    " WHERE published_at < now() - %s::interval LIMIT 10000)"
+)
 
 
 def backoff_seconds(attempts: int, base: float = 0.5, cap: float = 60.0) -> float:
@@ -113,8 +121,16 @@ class Relay:
             if claimed < self.batch_size:
                 return total
 
+    async def prune(self) -> int:
+        """Delete up to 10,000 rows published longer ago than ``RETENTION``; how many."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(_PRUNE, (RETENTION,))
+            return cur.rowcount
+
     async def run(self) -> None:
-        """Forever: drain, then sleep until a wake-up NOTIFY or the sweep interval."""
+        """Forever: drain, then sleep until a wake-up NOTIFY or the sweep interval; prune
+        old published rows about once a minute."""
+        pruned_at = 0.0
         while True:
             try:
                 listener = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
@@ -122,6 +138,9 @@ class Relay:
                     await listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
                     while True:
                         await self.drain()
+                        if time.monotonic() - pruned_at > _PRUNE_EVERY_SECONDS:
+                            pruned_at = time.monotonic()
+                            await self.prune()
                         async for _ in listener.notifies(timeout=self.sweep_seconds, stop_after=1):
                             pass
             except asyncio.CancelledError:

@@ -360,3 +360,24 @@ def test_activation_reaches_the_redis_stream(
     payload = json.loads(entries[0][1]["payload"])
     assert payload["version_id"] == made["version"]["id"]
     assert payload["zone_id"] == zone_id
+
+
+def test_prune_deletes_only_old_published_rows(
+    database_url: str, db: psycopg.Connection[Any]
+) -> None:
+    zone_id = make_zone_row(db)
+    old, recent, pending = insert_rows(db, zone_id, 3)
+    db.execute("UPDATE outbox SET published_at = now() - interval '8 days' WHERE id = %s", (old,))
+    db.execute("UPDATE outbox SET published_at = now() WHERE id = %s", (recent,))
+
+    async def main() -> int:
+        database = Database(database_url, 1, 1)
+        await database.open()
+        try:
+            return await Relay(database, []).prune()
+        finally:
+            await database.close()
+
+    assert asyncio.run(main()) == 1
+    left = {str(r["id"]) for r in db.execute("SELECT id FROM outbox").fetchall()}
+    assert left == {recent, pending}
