@@ -157,12 +157,15 @@ async def insert_application(
     return await cur.fetchone()
 
 
-async def require_application(conn: Conn, zone_id: str, app_id: str) -> dict[str, Any]:
-    """The active application row (locked for update), or 404 application_not_found."""
+async def require_application(
+    conn: Conn, zone_id: str, app_id: str, *, lock: bool = False
+) -> dict[str, Any]:
+    """The active application row (``has_secret`` added), or 404 application_not_found."""
     app_uuid = parse_uuid(app_id, "application_not_found")
     cur = await conn.execute(
         f"SELECT {APPLICATION_COLUMNS}, client_secret_hash IS NOT NULL AS has_secret"
-        " FROM active_applications WHERE zone_id = %s AND id = %s FOR UPDATE",
+        " FROM active_applications WHERE zone_id = %s AND id = %s"
+        + (" FOR UPDATE" if lock else ""),
         (zone_id, app_uuid),
     )
     row = await cur.fetchone()
@@ -273,16 +276,7 @@ class ApplicationController(Controller):
         """One active application."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            app_uuid = parse_uuid(app_id, "application_not_found")
-            cur = await conn.execute(
-                f"SELECT {APPLICATION_COLUMNS} FROM active_applications"
-                " WHERE zone_id = %s AND id = %s",
-                (zone_id, app_uuid),
-            )
-            row = await cur.fetchone()
-        if row is None:
-            raise ApiError(404, "application_not_found")
-        return to_application(row)
+            return to_application(await require_application(conn, zone_id, app_id))
 
     @patch("/{app_id:str}")
     async def update_application(
@@ -302,7 +296,7 @@ class ApplicationController(Controller):
         generated: str | None = None
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            current = await require_application(conn, zone_id, app_id)
+            current = await require_application(conn, zone_id, app_id, lock=True)
             method = changes.pop("registration_method", current["registration_method"])
             if method != current["registration_method"]:
                 raise invalid_body("registration_method cannot be changed", ["registration_method"])
@@ -317,13 +311,8 @@ class ApplicationController(Controller):
                     "app_referenced_by_active_policy",
                     "an active policy references this application",
                 )
-            if (
-                secret_hash is None
-                and not current["has_secret"]
-                and new_type in SECRET_CREDENTIAL_TYPES
-            ):
-                generated = generate_client_secret()
-                secret_hash = await hash_secret(services, generated)
+            if secret_hash is None and not current["has_secret"]:
+                secret_hash, generated = await prepare_secret(services, new_type, None)
             row = await self._apply_patch(conn, zone_id, current["id"], changes, secret_hash)
             changed = sorted([*changes, *(["client_secret"] if secret_hash else [])])
             await record_event(
@@ -358,7 +347,7 @@ class ApplicationController(Controller):
         """Archive (soft delete); an expired application is already gone (404)."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            current = await require_application(conn, zone_id, app_id)
+            current = await require_application(conn, zone_id, app_id, lock=True)
             await conn.execute(
                 "UPDATE applications SET archived_at = now() WHERE zone_id = %s AND id = %s",
                 (zone_id, current["id"]),

@@ -133,6 +133,22 @@ async def require_active_provider(conn: Conn, zone_id: str, provider_id: UUID | 
         raise ApiError(404, "provider_not_found", f"no active provider {provider_id} in the zone")
 
 
+async def require_resource(
+    conn: Conn, zone_id: str, resource_id: str, *, lock: bool = False
+) -> dict[str, Any]:
+    """The active resource row, or 404 resource_not_found."""
+    resource_uuid = parse_uuid(resource_id, "resource_not_found")
+    cur = await conn.execute(
+        f"SELECT {RESOURCE_COLUMNS} FROM resources"
+        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL" + (" FOR UPDATE" if lock else ""),
+        (zone_id, resource_uuid),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise ApiError(404, "resource_not_found")
+    return row
+
+
 def _audit_fields(row: dict[str, Any]) -> dict[str, Any]:
     fields = msgspec.to_builtins(to_resource(row))
     return {"resource_id": fields.pop("id")} | {
@@ -200,7 +216,7 @@ class ResourceController(Controller):
         """One active resource."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            row = await self._find(conn, zone_id, resource_id)
+            row = await require_resource(conn, zone_id, resource_id)
         return to_resource(row)
 
     @patch("/{resource_id:str}")
@@ -219,7 +235,7 @@ class ResourceController(Controller):
         check_upstream_url(changes.get("upstream_url"))
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            current = await self._find(conn, zone_id, resource_id, lock=True)
+            current = await require_resource(conn, zone_id, resource_id, lock=True)
             await require_active_provider(conn, zone_id, changes.get("credential_provider_id"))
             assignments = ", ".join(f"{column} = %s" for column in changes)
             row = await returning_unique(
@@ -249,7 +265,7 @@ class ResourceController(Controller):
         """Archive (soft delete); the identifier becomes free again."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            current = await self._find(conn, zone_id, resource_id, lock=True)
+            current = await require_resource(conn, zone_id, resource_id, lock=True)
             await conn.execute(
                 "UPDATE resources SET archived_at = now() WHERE zone_id = %s AND id = %s",
                 (zone_id, current["id"]),
@@ -261,19 +277,3 @@ class ResourceController(Controller):
                 actor_id=actor_id(request),
                 metadata={"resource_id": str(current["id"])},
             )
-
-    @staticmethod
-    async def _find(
-        conn: Conn, zone_id: str, resource_id: str, *, lock: bool = False
-    ) -> dict[str, Any]:
-        resource_uuid = parse_uuid(resource_id, "resource_not_found")
-        cur = await conn.execute(
-            f"SELECT {RESOURCE_COLUMNS} FROM resources"
-            " WHERE zone_id = %s AND id = %s AND archived_at IS NULL"
-            + (" FOR UPDATE" if lock else ""),
-            (zone_id, resource_uuid),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            raise ApiError(404, "resource_not_found")
-        return row
