@@ -105,12 +105,14 @@ def split_config(
         raise invalid_body(str(exc), ["secret_config"]) from None
 
 
-async def require_provider(conn: Conn, zone_id: str, provider_id: str) -> dict[str, Any]:
-    """The active provider row, locked for update, or 404 provider_not_found."""
+async def require_provider(
+    conn: Conn, zone_id: str, provider_id: str, *, lock: bool = False
+) -> dict[str, Any]:
+    """The active provider row (``secrets_enc`` added), or 404 provider_not_found."""
     provider_uuid = parse_uuid(provider_id, "provider_not_found")
     cur = await conn.execute(
         f"SELECT {PROVIDER_COLUMNS}, secrets_enc FROM providers"
-        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL FOR UPDATE",
+        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL" + (" FOR UPDATE" if lock else ""),
         (zone_id, provider_uuid),
     )
     row = await cur.fetchone()
@@ -191,16 +193,7 @@ class ProviderController(Controller):
         """One active provider."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            provider_uuid = parse_uuid(provider_id, "provider_not_found")
-            cur = await conn.execute(
-                f"SELECT {PROVIDER_COLUMNS} FROM providers"
-                " WHERE zone_id = %s AND id = %s AND archived_at IS NULL",
-                (zone_id, provider_uuid),
-            )
-            row = await cur.fetchone()
-        if row is None:
-            raise ApiError(404, "provider_not_found")
-        return to_provider(row)
+            return to_provider(await require_provider(conn, zone_id, provider_id))
 
     @patch("/{provider_id:str}")
     async def update_provider(
@@ -219,7 +212,7 @@ class ProviderController(Controller):
         secret_config = changes.pop("secret_config", None)
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            current = await require_provider(conn, zone_id, provider_id)
+            current = await require_provider(conn, zone_id, provider_id, lock=True)
             columns = dict(changes)
             audit: dict[str, Any] = {"provider_id": str(current["id"]), "changes": dict(changes)}
             if config is not None or secret_config is not None:
@@ -267,7 +260,7 @@ class ProviderController(Controller):
         """Archive; refused (409) while an active resource uses the provider."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            current = await require_provider(conn, zone_id, provider_id)
+            current = await require_provider(conn, zone_id, provider_id, lock=True)
             await self._refuse_if_in_use(conn, zone_id, current["id"])
             await conn.execute(
                 "UPDATE providers SET archived_at = now() WHERE zone_id = %s AND id = %s",
