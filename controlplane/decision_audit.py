@@ -185,7 +185,7 @@ class DecisionAuditWriter:
     async def _insert(self, events: list[DecisionEvent]) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, options="-c TimeZone=UTC"
+                self.url, autocommit=True, options="-c TimeZone=UTC", connect_timeout=5
             )
         await self._conn.execute(_INSERT, (encode_batch(events),))
 

@@ -44,7 +44,9 @@ class EventListener:
         """Forever: connect, LISTEN, dispatch; reconnect after a failure."""
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=5
+                )
                 async with conn:
                     await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
                     await conn.execute(f"LISTEN {TOKENS_CHANNEL}")

@@ -133,7 +133,9 @@ class Relay:
         pruned_at = 0.0
         while True:
             try:
-                listener = await psycopg.AsyncConnection.connect(self.db.url, autocommit=True)
+                listener = await psycopg.AsyncConnection.connect(
+                    self.db.url, autocommit=True, connect_timeout=5
+                )
                 async with listener:
                     await listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
                     while True:
