@@ -19,7 +19,11 @@ from controlplane.zone_keys import load_dek
 from tests.conftest import TEST_KEK
 
 T = TypeVar("T")
-SECRETS = {"client_secret": "s3cr3t", "auth.private_key": {"kty": "OKP", "d": "x"}, "passphrase": 1234}
+SECRETS = {
+    "client_secret": "s3cr3t",
+    "auth.private_key": {"kty": "OKP", "d": "x"},
+    "passphrase": 1234,
+}
 
 
 def with_conn(database_url: str, work: Callable[[Conn], Awaitable[T]]) -> T:
