@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 import msgspec
 import psycopg
 
+from controlplane.background import background
 from controlplane.outbox import EVENTS_CHANNEL, TOPIC_POLICY_INVALIDATE, decode_message
 from controlplane.pdp.runtime import PdpRuntime, runtime_of
 from controlplane.services import Services
@@ -38,7 +39,6 @@ class EventListener:
         self.url = url
         self.runtime = runtime
         self.tokens = tokens
-        self.connected = asyncio.Event()
 
     async def run(self) -> None:
         """Forever: connect, LISTEN, dispatch; reconnect after a failure."""
@@ -53,14 +53,12 @@ class EventListener:
                     await conn.execute(f"LISTEN {ZONES_CHANNEL}")
                     self.tokens.clear()
                     await self.runtime.reconcile()
-                    self.connected.set()
                     async for notify in conn.notifies():
                         await self.dispatch(notify.channel, notify.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("event listener failed; reconnecting", extra={"error": repr(exc)})
-            self.connected.clear()
             await asyncio.sleep(_RETRY_SECONDS)
 
     async def dispatch(self, channel: str, payload: str) -> None:
@@ -87,10 +85,5 @@ class EventListener:
 async def listener_component(services: Services) -> AsyncIterator[None]:
     """Run the listener for the life of the process."""
     listener = EventListener(services.db.url, runtime_of(services), token_cache_of(services))
-    services.extras["listener"] = listener
-    task = asyncio.create_task(listener.run(), name="event-listener")
-    try:
+    async with background(listener.run(), "event-listener"):
         yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)

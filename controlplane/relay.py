@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 
+from controlplane.background import background
 from controlplane.db import Database
 from controlplane.outbox import WAKEUP_CHANNEL, OutboxMessage
 from controlplane.publishers import Publisher, publishers_for
@@ -164,12 +165,10 @@ async def relay_component(services: Services) -> AsyncIterator[None]:
         yield
         return
     relay = Relay(services.db, publishers_for(services.settings))
-    task = asyncio.create_task(relay.run(), name="outbox-relay")
     try:
-        yield
+        async with background(relay.run(), "outbox-relay"):
+            yield
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         await relay.close()
 
 

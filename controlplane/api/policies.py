@@ -37,15 +37,9 @@ class PolicyVersion(msgspec.Struct):
     created_at: datetime
 
 
-class PolicyVersionWithContent(msgspec.Struct):
+class PolicyVersionWithContent(PolicyVersion):
     """A version in ``GET …/policies/{id}``: the PolicyVersion object plus its content."""
 
-    id: str
-    policy_id: str
-    version: int
-    content_sha256: str
-    schema_version: str
-    created_at: datetime
     content: str
 
 
@@ -113,11 +107,12 @@ def _policy_fields(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _contract_error(content: str) -> RegoContractError | None:
-    """Runs in a worker thread: the engine check_contract made must also die there, so the
-    error returned is a fresh one without the traceback (whose frames hold the engine)."""
+def contract_error(content: str, name: str = "policy.rego") -> RegoContractError | None:
+    """The contract violation of ``content``, or None; safe to run in a worker thread: the
+    engine check_contract made dies in that thread, since the error returned is a fresh one
+    without the traceback (whose frames hold the engine)."""
     try:
-        check_contract(content, "policy.rego")
+        check_contract(content, name)
     except RegoContractError as exc:
         return RegoContractError(exc.message, exc.detail)
     return None
@@ -127,7 +122,7 @@ async def validate_rego(content: str) -> RegoContractError | None:
     """The contract violation of ``content``, or None (parsed off the event loop)."""
     if "\x00" in content:
         return RegoContractError("policy.rego: content must not contain NUL characters")
-    return await asyncio.to_thread(_contract_error, content)
+    return await asyncio.to_thread(contract_error, content)
 
 
 def invalid_rego(error: RegoContractError) -> ApiError:
@@ -166,12 +161,14 @@ async def insert_version(
     return row
 
 
-async def lock_policy(conn: Conn, zone_id: str, policy_id: str) -> dict[str, Any]:
-    """The active policy row, locked; 404 policy_not_found."""
+async def require_policy(
+    conn: Conn, zone_id: str, policy_id: str, *, lock: bool = False
+) -> dict[str, Any]:
+    """The active policy row (locked on request); 404 policy_not_found."""
     uuid = parse_uuid(policy_id, "policy_not_found")
     cur = await conn.execute(
         f"SELECT {_POLICY_COLUMNS} FROM policies"
-        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL FOR UPDATE",
+        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL" + (" FOR UPDATE" if lock else ""),
         (zone_id, uuid),
     )
     row = await cur.fetchone()
@@ -266,21 +263,13 @@ class PolicyController(Controller):
     @get("/{policy_id:str}")
     async def get_policy(self, zone_id: str, policy_id: str, services: Services) -> PolicyDetail:
         """The policy with its full version history (with content)."""
-        uuid = parse_uuid(policy_id, "policy_not_found")
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            cur = await conn.execute(
-                f"SELECT {_POLICY_COLUMNS} FROM policies"
-                " WHERE zone_id = %s AND id = %s AND archived_at IS NULL",
-                (zone_id, uuid),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise ApiError(404, "policy_not_found")
+            row = await require_policy(conn, zone_id, policy_id)
             cur = await conn.execute(
                 f"SELECT {_VERSION_COLUMNS}, content FROM policy_versions"
                 " WHERE zone_id = %s AND policy_id = %s ORDER BY version",
-                (zone_id, uuid),
+                (zone_id, row["id"]),
             )
             versions = await cur.fetchall()
         return PolicyDetail(
@@ -308,7 +297,7 @@ class PolicyController(Controller):
         actor = actor_id(request)
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            policy = await lock_policy(conn, zone_id, policy_id)
+            policy = await require_policy(conn, zone_id, policy_id, lock=True)
             if error is not None:
                 raise invalid_rego(error)
             cur = await conn.execute(
@@ -348,7 +337,7 @@ class PolicyController(Controller):
         """Archive the policy (its versions stay, immutable)."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            policy = await lock_policy(conn, zone_id, policy_id)
+            policy = await require_policy(conn, zone_id, policy_id, lock=True)
             await conn.execute(
                 "UPDATE policies SET archived_at = now() WHERE zone_id = %s AND id = %s",
                 (zone_id, policy["id"]),

@@ -13,13 +13,13 @@ from litestar.di import Provide
 from uuid6 import uuid7
 
 from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
-from controlplane.api.policies import DEFAULT_SCHEMA_VERSION, OptionalText, Text
+from controlplane.api.policies import DEFAULT_SCHEMA_VERSION, OptionalText, Text, contract_error
 from controlplane.audit import record_event
 from controlplane.db import Conn
 from controlplane.errors import ApiError, Issue
 from controlplane.manifest import manifest_sha256
 from controlplane.outbox import TOPIC_POLICY_INVALIDATE, enqueue
-from controlplane.pdp.contract import RegoContractError, check_contract
+from controlplane.pdp.contract import RegoContractError
 from controlplane.pdp.runtime import SetVersionRow, ZoneState, fetch_set_version, runtime_of
 from controlplane.services import Services
 
@@ -171,10 +171,9 @@ def _duplicate_issues(manifest: list[ManifestEntry]) -> list[Issue]:
 def _contract_violation(contents: list[tuple[str, str]]) -> str | None:
     """The first contract violation among ``(version_id, content)`` pairs, or None."""
     for version_id, content in contents:
-        try:
-            check_contract(content, f"{version_id}.rego")
-        except RegoContractError as exc:
-            return exc.message
+        error = contract_error(content, f"{version_id}.rego")
+        if error is not None:
+            return error.message
     return None
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from controlplane.background import background
 from controlplane.db import Conn, Database
 from controlplane.pdp.contract import RegoContractError, check_contract
 from controlplane.pdp.evaluate import CompiledPolicy, CompiledSet, compile_policy, compile_set
@@ -294,10 +295,8 @@ async def reconciler_component(services: Any) -> AsyncIterator[None]:
             except Exception as exc:
                 log.warning("pdp reconciliation failed", extra={"error": repr(exc)})
 
-    task = asyncio.create_task(loop(), name="pdp-reconciler") if interval > 0 else None
-    try:
+    if interval <= 0:
         yield
-    finally:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        return
+    async with background(loop(), "pdp-reconciler"):
+        yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from litestar.testing import TestClient
@@ -14,6 +15,11 @@ ADMIN_ONLY = (
     'default result := {"allow": false, "reasons": ["not_admin"]}\n\n'
     'result := {"allow": true, "reasons": ["admin"]} if "admin" in input.subject.roles\n'
 )
+
+
+def sha(text: str) -> str:
+    """Hex SHA-256 of a text's UTF-8 bytes (computed here, not by the code under test)."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def rego(marker: str, allow: bool = True) -> str:

@@ -49,6 +49,20 @@ UNDEFINED = "package caracal.authz\n\nimport rego.v1\n\nresult if input.never_th
 BAD_SHAPE = 'package caracal.authz\n\nresult := "yes"\n'
 
 
+def allow_and_deny_versions(
+    client: TestClient, zone_id: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A set with two versions: one allowing everything, one denying everything."""
+    pset = create_set(client, zone_id)
+    allow_v = create_set_version(
+        client, zone_id, pset["id"], [create_policy(client, zone_id)["version"]["id"]]
+    )
+    deny_v = create_set_version(
+        client, zone_id, pset["id"], [create_policy(client, zone_id, DENY)["version"]["id"]]
+    )
+    return pset, allow_v, deny_v
+
+
 def decide(client: TestClient, zone_id: str, input: dict[str, Any], **extra: Any) -> Any:
     return client.post(f"/v1/zones/{zone_id}/decisions", json={"input": input, **extra})
 
@@ -167,11 +181,7 @@ def test_shadow_runs_observe_only(
     client: TestClient, zone: dict[str, Any], db: psycopg.Connection[Any]
 ) -> None:
     z = zone["id"]
-    pset = create_set(client, z)
-    allow_v = create_set_version(client, z, pset["id"], [create_policy(client, z)["version"]["id"]])
-    deny_v = create_set_version(
-        client, z, pset["id"], [create_policy(client, z, DENY)["version"]["id"]]
-    )
+    pset, allow_v, deny_v = allow_and_deny_versions(client, z)
     activate(client, z, pset["id"], allow_v["id"], shadow_version_id=deny_v["id"])
     body = decide(client, z, {}).json()
     assert body["decision"] == "allow"
@@ -195,11 +205,7 @@ def test_activation_is_in_force_for_the_next_decision_here(
     client: TestClient, zone: dict[str, Any]
 ) -> None:
     z = zone["id"]
-    pset = create_set(client, z)
-    allow_v = create_set_version(client, z, pset["id"], [create_policy(client, z)["version"]["id"]])
-    deny_v = create_set_version(
-        client, z, pset["id"], [create_policy(client, z, DENY)["version"]["id"]]
-    )
+    pset, allow_v, deny_v = allow_and_deny_versions(client, z)
     for version, expected in [(allow_v, "allow"), (deny_v, "deny"), (allow_v, "allow")]:
         activate(client, z, pset["id"], version["id"])
         body = decide(client, z, {}).json()
@@ -290,13 +296,7 @@ def second_client(database_url: str, tmp_path: Path, request: Any) -> Iterator[T
 def _switch_and_wait(client: TestClient, other: TestClient, zone_id: str) -> float:
     """Activate deny through ``client`` after ``other`` has cached allow; seconds until
     ``other`` answers deny."""
-    pset = create_set(client, zone_id)
-    allow_v = create_set_version(
-        client, zone_id, pset["id"], [create_policy(client, zone_id)["version"]["id"]]
-    )
-    deny_v = create_set_version(
-        client, zone_id, pset["id"], [create_policy(client, zone_id, DENY)["version"]["id"]]
-    )
+    pset, allow_v, deny_v = allow_and_deny_versions(client, zone_id)
     activate(client, zone_id, pset["id"], allow_v["id"])
     assert decide(other, zone_id, {}).json()["decision"] == "allow"
     activate(client, zone_id, pset["id"], deny_v["id"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,17 +10,13 @@ import pytest
 from litestar.testing import TestClient
 from uuid6 import uuid7
 
-from tests.api.policy_helpers import ALLOW, DENY, add_version, create_policy, rego
+from tests.api.policy_helpers import ALLOW, DENY, add_version, create_policy, rego, sha
 from tests.conftest import bearer
 
 VERSION_KEYS = {"id", "policy_id", "version", "content_sha256", "schema_version", "created_at"}
 POLICY_KEYS = {
     "id", "zone_id", "name", "description", "owner_type", "created_by", "created_at", "version",
 }  # fmt: skip
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_create_returns_the_policy_with_version_1_and_defaults(

@@ -20,6 +20,7 @@ from tests.api.policy_helpers import (
     create_set,
     create_set_version,
     rego,
+    sha,
 )
 
 SET_KEYS = {
@@ -29,10 +30,6 @@ SET_KEYS = {
 SET_VERSION_KEYS = {
     "id", "policy_set_id", "version", "manifest_sha256", "schema_version", "created_at",
 }  # fmt: skip
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def versions_of(client: TestClient, zone_id: str, *contents: str) -> list[str]:
