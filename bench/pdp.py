@@ -47,17 +47,25 @@ E2E_INPUT = {k: v for k, v in INPUT.items() if k != "session"}
 def in_process(seconds: float) -> None:
     one, five = build(("role-based",)), build(FIVE)
     print("in-process evaluate_set (one thread)")
-    print(f"  {'case':<42} {'evals/s':>10} {'us/eval':>8} {'us/policy':>10}")
+    print(
+        f"  {'case':<20} {'evals/s':>10} {'wall us/eval':>13} {'CPU us/eval':>12} {'CPU us/policy':>14}"
+    )
     for label, compiled in (("role-based alone", one), ("five policies", five)):
-        rate, micros, *_ = measure(lambda c=compiled: evaluate_set(c, INPUT), seconds)
-        per_policy = micros / len(compiled.policies)
-        print(f"  {label:<42} {rate:>10,.0f} {micros:>8.1f} {per_policy:>10.1f}")
+        rate, micros, cpu = measure(lambda c=compiled: evaluate_set(c, INPUT), seconds)
+        per_policy = cpu / len(compiled.policies)
+        print(f"  {label:<20} {rate:>10,.0f} {micros:>13.1f} {cpu:>12.1f} {per_policy:>14.1f}")
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_server(url: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
@@ -193,10 +201,12 @@ def end_to_end(seconds: float, clients: int) -> None:
         print(f"end to end: POST /v1/zones/{{zoneId}}/decisions, {clients} clients, 1 worker")
         zone_id = set_up_zone(base)
         target = f"{base}/v1/zones/{zone_id}/decisions"
+        cpu_before = cpu_seconds(proc.pid)
         if shutil.which("wrk"):
             tool, figures = "wrk -t1", load_with_wrk(target, clients, seconds, tmp)
         else:
             tool, figures = "httpx", asyncio.run(_httpx_load(target, clients, seconds))
+        cpu_per_request = (cpu_seconds(proc.pid) - cpu_before) / figures["requests"] * 1e6
         with psycopg.connect(url) as conn:
             audited = conn.execute(
                 "SELECT count(*) FROM audit_events WHERE zone_id = %s AND event_type = 'decision'",
@@ -207,6 +217,11 @@ def end_to_end(seconds: float, clients: int) -> None:
             f"  {figures['rps']:,.0f} requests/s   p50 {figures['p50']:.2f} ms"
             f"   p90 {figures['p90']:.2f} ms   p99 {figures['p99']:.2f} ms"
             f"   non-200: {figures['errors']:.0f}"
+        )
+        print(
+            f"  server CPU per request: {cpu_per_request:.0f} us (user+system of the worker,"
+            " warm-up included; one core would serve about"
+            f" {1e6 / cpu_per_request:,.0f} requests/s)"
         )
         print(f"  decision audit rows: {audited:,} (answered in the timed run: "
               f"{figures['requests']:,.0f}, plus warm-up)")  # fmt: skip
