@@ -47,9 +47,8 @@ E2E_INPUT = {k: v for k, v in INPUT.items() if k != "session"}
 def in_process(seconds: float) -> None:
     one, five = build(("role-based",)), build(FIVE)
     print("in-process evaluate_set (one thread)")
-    print(
-        f"  {'case':<20} {'evals/s':>10} {'wall us/eval':>13} {'CPU us/eval':>12} {'CPU us/policy':>14}"
-    )
+    header = ("case", "evals/s", "wall us/eval", "CPU us/eval", "CPU us/policy")
+    print("  {:<20} {:>10} {:>13} {:>12} {:>14}".format(*header))
     for label, compiled in (("role-based alone", one), ("five policies", five)):
         rate, micros, cpu = measure(lambda c=compiled: evaluate_set(c, INPUT), seconds)
         per_policy = cpu / len(compiled.policies)
