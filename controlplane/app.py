@@ -42,6 +42,7 @@ from controlplane.pdp.runtime import reconciler_component
 from controlplane.relay import relay_component
 from controlplane.request_context import RequestContextMiddleware
 from controlplane.services import Services
+from controlplane.strict_body import strict_body
 from controlplane.settings import Settings, load_settings
 
 log = logging.getLogger("controlplane")
@@ -115,6 +116,7 @@ def create_app(
         route_handlers=ROUTE_HANDLERS,
         guards=[admin_guard],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=strict_body,
         lifespan=[lifespan],
         state=_state(services),
         request_max_body_size=MAX_BODY_BYTES,

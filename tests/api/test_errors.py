@@ -117,3 +117,26 @@ def test_random_garbage_never_yields_a_500(client: TestClient, zone: dict[str, A
             assert response.status_code < 500, (method, path, body[:60], response.text)
             if response.status_code >= 400:
                 assert set(response.json()) <= {"error", "issues", "detail"}
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        ({"scope": "global", "expires_in": "3600"}, ["expires_in"]),
+        ({"scope": "global", "expires_in": 3600.0}, ["expires_in"]),
+        ({"scope": "global", "name": 12}, ["name"]),
+    ],
+)
+def test_wrong_types_are_never_coerced(
+    client: TestClient, body: dict[str, Any], path: list[Any]
+) -> None:
+    response = client.post("/v1/admin-tokens", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_body"
+    assert response.json()["issues"][0]["path"] == path
+
+
+def test_a_string_boolean_is_a_wrong_type(client: TestClient) -> None:
+    response = client.post("/v1/zones", json={"name": "x", "dcr_enabled": "true"})
+    assert response.status_code == 400
+    assert response.json()["issues"][0]["path"] == ["dcr_enabled"]
