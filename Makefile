@@ -26,6 +26,7 @@ lint: install
 
 bench: install
 	$(PY) bench/pdp.py
+	$(PY) bench/audit.py
 
 clean:
 	rm -rf $(VENV) .caracal
