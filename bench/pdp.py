@@ -207,10 +207,11 @@ def end_to_end(seconds: float, clients: int) -> None:
             tool, figures = "httpx", asyncio.run(_httpx_load(target, clients, seconds))
         cpu_per_request = (cpu_seconds(proc.pid) - cpu_before) / figures["requests"] * 1e6
         with psycopg.connect(url) as conn:
-            audited = conn.execute(
-                "SELECT count(*) FROM audit_events WHERE zone_id = %s AND event_type = 'decision'",
+            audited, inserts = conn.execute(
+                "SELECT count(*), count(DISTINCT ingested_at) FROM audit_events"
+                " WHERE zone_id = %s AND event_type = 'decision'",
                 (zone_id,),
-            ).fetchone()[0]  # type: ignore[index]
+            ).fetchone()  # type: ignore[misc]
         print(f"  load generator: {tool}, {seconds:.0f} s")
         print(
             f"  {figures['rps']:,.0f} requests/s   p50 {figures['p50']:.2f} ms"
@@ -223,7 +224,8 @@ def end_to_end(seconds: float, clients: int) -> None:
             f" {1e6 / cpu_per_request:,.0f} requests/s)"
         )
         print(f"  decision audit rows: {audited:,} (answered in the timed run: "
-              f"{figures['requests']:,.0f}, plus warm-up)")  # fmt: skip
+              f"{figures['requests']:,.0f}, plus warm-up), in {inserts:,} INSERTs"
+              f" ({audited / max(inserts, 1):.1f} rows each)")  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(timeout=30)
