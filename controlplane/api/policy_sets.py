@@ -379,8 +379,10 @@ class PolicySetController(Controller):
                     f"the policy of version {archived[0]} was archived",
                 )
             try:
-                compiled_active = await runtime.compile(conn, zone_id, active)
-                compiled_shadow = await runtime.compile(conn, zone_id, shadow) if shadow else None
+                compiled_active = await runtime.compile(conn, zone_id, active, check=True)
+                compiled_shadow = (
+                    await runtime.compile(conn, zone_id, shadow, check=True) if shadow else None
+                )
             except RegoContractError as exc:
                 raise ApiError(422, "invalid_policy_contract", exc.message) from None
             cur = await conn.execute(

@@ -109,6 +109,17 @@ async def fetch_set_version(
     )
 
 
+def _first_violation(rows: list[dict[str, Any]]) -> RegoContractError | None:
+    """The first contract violation among policy-version rows (run in a worker thread: the
+    error returned is a fresh one, so no engine of that thread outlives it)."""
+    for r in rows:
+        try:
+            check_contract(r["content"], f"{r['id']}.rego")
+        except RegoContractError as exc:
+            return RegoContractError(exc.message, exc.detail)
+    return None
+
+
 class PdpRuntime:
     """Zone states and the compiled-policy cache of one process."""
 
@@ -137,9 +148,12 @@ class PdpRuntime:
 
     # -- compiling -------------------------------------------------------------------------
 
-    async def compile(self, conn: Conn, zone_id: str, row: SetVersionRow) -> CompiledSet:
-        """Compile a set version, reusing cached policy versions; new versions are checked
-        against the contract first. Raises ``RegoContractError`` naming the version."""
+    async def compile(
+        self, conn: Conn, zone_id: str, row: SetVersionRow, *, check: bool = False
+    ) -> CompiledSet:
+        """Compile a set version, reusing cached policy versions. With ``check`` (activation)
+        the versions not compiled yet are first checked against the whole contract, in a
+        worker thread. Raises ``RegoContractError`` naming the version."""
         missing = [
             e.policy_version_id for e in row.entries if e.policy_version_id not in self._policies
         ]
@@ -150,9 +164,13 @@ class PdpRuntime:
                 " WHERE zone_id = %s AND id = ANY(%s::uuid[])",
                 (zone_id, missing),
             )
-            for r in await cur.fetchall():
+            rows = await cur.fetchall()
+            if check:
+                error = await asyncio.to_thread(_first_violation, rows)
+                if error is not None:
+                    raise error
+            for r in rows:
                 version_id = str(r["id"])
-                check_contract(r["content"], f"{version_id}.rego")
                 fresh[version_id] = compile_policy(str(r["policy_id"]), version_id, r["content"])
         policies = []
         for entry in row.entries:
