@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -186,17 +187,20 @@ def cmd_relay(args: argparse.Namespace) -> int:
         db = Database(url, 1, 2)
         await db.open()
         relay = Relay(db, publishers_for(settings))
+        loop, me = asyncio.get_running_loop(), asyncio.current_task()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # stop cleanly, exit 0
+            loop.add_signal_handler(signum, me.cancel)  # type: ignore[union-attr]
         log.info("relay running", extra={"redis": bool(settings.redis_url)})
         try:
             await relay.run()
+        except asyncio.CancelledError:
+            log.info("relay stopped")
         finally:
             await relay.close()
             await db.close()
 
     try:
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
     finally:
         if server is not None:
             from controlplane.embedded import stop_embedded_postgres

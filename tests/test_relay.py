@@ -293,13 +293,14 @@ def test_relay_command_runs_alone(database_url: str, db: psycopg.Connection[Any]
                 break
             time.sleep(0.05)
         assert pending == 0
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
     stderr = proc.stderr.read() if proc.stderr else ""
     assert "relay running" in stderr
+    assert "relay stopped" in stderr
     assert "Traceback" not in stderr
 
 
