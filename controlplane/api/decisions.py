@@ -10,6 +10,7 @@ one more round trip. The zone's sets are in process memory.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,10 @@ from controlplane.services import Services
 from controlplane.sessions import session_denial, session_gate
 from controlplane.step_up import apply_step_up
 from controlplane.zone_keys import current_signing_key
+
+#: Larger inputs are recorded in the audit event by size and hash only.
+MAX_AUDITED_INPUT_BYTES = 64 * 1024
+_json = msgspec.json.Encoder()
 
 
 class DecisionRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -137,6 +142,15 @@ async def open_step_up(
     return replace(outcome, decision=decision)
 
 
+def audited_input(input: dict[str, Any]) -> dict[str, Any]:
+    """``{"input": …}`` for the audit metadata, or, for an input over
+    ``MAX_AUDITED_INPUT_BYTES`` of JSON, its size and SHA-256 instead."""
+    encoded = _json.encode(input)
+    if len(encoded) <= MAX_AUDITED_INPUT_BYTES:
+        return {"input": input}
+    return {"input_bytes": len(encoded), "input_sha256": hashlib.sha256(encoded).hexdigest()}
+
+
 async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
     """Write the decision's audit event (group commit); 503 if it cannot be made durable."""
     decision, shadow = outcome.decision, outcome.shadow
@@ -146,7 +160,7 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
         "granted_scopes": decision.granted_scopes,
         "obligations": decision.obligations,
         "step_up": decision.step_up,
-        "input": ctx.input,
+        **audited_input(ctx.input),
         **ctx.audit_metadata,
     }
     if shadow is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -336,3 +337,19 @@ def test_reconciliation_alone_heals_a_missed_message(
         assert _switch_and_wait(first, second_client, zone_id) < 1.0
     unpublished = db.execute("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
     assert unpublished.fetchone()["n"] == 2  # no relay ran: only reconciliation could help
+
+
+def test_a_large_input_is_audited_by_size_and_hash(
+    client: TestClient, zone: dict[str, Any], db: psycopg.Connection[Any]
+) -> None:
+    active_set(client, zone["id"], ALLOW)
+    big = {"blob": "x" * 70_000}
+    body = decide(client, zone["id"], big).json()
+    assert body["decision"] == "allow"
+    metadata = db.execute(
+        "SELECT metadata_json FROM audit_events WHERE request_id = %s", (body["request_id"],)
+    ).fetchone()["metadata_json"]
+    encoded = json.dumps(big, separators=(",", ":")).encode()
+    assert "input" not in metadata
+    assert metadata["input_bytes"] == len(encoded)
+    assert metadata["input_sha256"] == hashlib.sha256(encoded).hexdigest()
