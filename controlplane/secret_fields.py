@@ -19,6 +19,7 @@ SECRET_KEY_RE = re.compile(
 )
 REDACTED = "[REDACTED]"
 _CONFIG_SUFFIXES = ("_url", "_uri", "_endpoint")
+_IMMUTABLE = (str, int, float)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -97,12 +98,19 @@ def redact(value: Any) -> Any:
     lists). Used for audit metadata.
     """
     if isinstance(value, dict):
-        return {
-            key: REDACTED if isinstance(key, str) and is_secret_key(key) else redact(item)
-            for key, item in value.items()
-        }
+        out = {}
+        for key, item in value.items():
+            if isinstance(key, str) and is_secret_key(key):
+                out[key] = REDACTED
+            elif item is None or isinstance(item, _IMMUTABLE):  # no copy, no call: hot path
+                out[key] = item
+            else:
+                out[key] = redact(item)
+        return out
     if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
-    if value is None or isinstance(value, str | int | float):  # immutable: no copy needed
+        return [
+            item if item is None or isinstance(item, _IMMUTABLE) else redact(item) for item in value
+        ]
+    if value is None or isinstance(value, _IMMUTABLE):
         return value
     return copy.deepcopy(value)
