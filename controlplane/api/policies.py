@@ -177,6 +177,55 @@ async def require_policy(
     return row
 
 
+async def create_policy_in(
+    conn: Conn,
+    *,
+    zone_id: str,
+    name: str,
+    content: str,
+    description: str | None,
+    owner_type: str,
+    schema_version: str,
+    actor: str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Insert a policy with its version 1 and the audit event; return both rows.
+
+    The caller has validated ``content`` (``validate_rego``) and the zone.
+    """
+    policy_id = uuid7()
+    cur = await conn.execute(
+        "INSERT INTO policies (zone_id, id, name, description, owner_type, created_by)"
+        f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_POLICY_COLUMNS}",
+        (zone_id, policy_id, name, description, owner_type, actor),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    version = await insert_version(
+        conn,
+        zone_id=zone_id,
+        policy_id=policy_id,
+        version=1,
+        content=content,
+        schema_version=schema_version,
+        created_by=actor,
+    )
+    await record_event(
+        conn,
+        zone_id=zone_id,
+        event_type="policy.created",
+        actor_id=actor,
+        metadata={
+            "policy_id": str(policy_id),
+            "name": name,
+            "owner_type": owner_type,
+            "policy_version_id": str(version["id"]),
+            "version": 1,
+            "content_sha256": version["content_sha256"],
+        },
+    )
+    return row, version
+
+
 class PolicyController(Controller):
     """List, create, read, version and archive policies."""
 
@@ -227,36 +276,15 @@ class PolicyController(Controller):
             await require_zone(conn, zone_id)
             if error is not None:
                 raise invalid_rego(error)
-            policy_id = uuid7()
-            cur = await conn.execute(
-                "INSERT INTO policies (zone_id, id, name, description, owner_type, created_by)"
-                f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_POLICY_COLUMNS}",
-                (zone_id, policy_id, data.name, data.description, data.owner_type, actor),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            version = await insert_version(
+            row, version = await create_policy_in(
                 conn,
                 zone_id=zone_id,
-                policy_id=policy_id,
-                version=1,
+                name=data.name,
                 content=data.content,
+                description=data.description,
+                owner_type=data.owner_type,
                 schema_version=data.schema_version,
-                created_by=actor,
-            )
-            await record_event(
-                conn,
-                zone_id=zone_id,
-                event_type="policy.created",
-                actor_id=actor,
-                metadata={
-                    "policy_id": str(policy_id),
-                    "name": data.name,
-                    "owner_type": data.owner_type,
-                    "policy_version_id": str(version["id"]),
-                    "version": 1,
-                    "content_sha256": version["content_sha256"],
-                },
+                actor=actor,
             )
         return Policy(**_policy_fields(row), version=to_version(version))
 

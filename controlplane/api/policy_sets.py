@@ -20,7 +20,13 @@ from controlplane.errors import ApiError, Issue
 from controlplane.manifest import manifest_sha256
 from controlplane.outbox import TOPIC_POLICY_INVALIDATE, enqueue
 from controlplane.pdp.contract import RegoContractError
-from controlplane.pdp.runtime import SetVersionRow, ZoneState, fetch_set_version, runtime_of
+from controlplane.pdp.runtime import (
+    PdpRuntime,
+    SetVersionRow,
+    ZoneState,
+    fetch_set_version,
+    runtime_of,
+)
 from controlplane.services import Services
 
 MAX_MANIFEST_ENTRIES = 256
@@ -181,6 +187,194 @@ def _archived_entries(row: SetVersionRow) -> list[str]:
     return [e.policy_version_id for e in row.entries if e.policy_archived]
 
 
+async def create_set_in(
+    conn: Conn, *, zone_id: str, name: str, description: str | None, actor: str | None
+) -> dict[str, Any]:
+    """Insert a policy set (and its audit event) in the caller's transaction."""
+    cur = await conn.execute(
+        "INSERT INTO policy_sets (zone_id, id, name, description, created_by)"
+        " VALUES (%s, %s, %s, %s, %s)"
+        " RETURNING id, zone_id, name, description, created_at,"
+        " NULL::uuid AS active_version_id, NULL::uuid AS shadow_version_id",
+        (zone_id, uuid7(), name, description, actor),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    await record_event(
+        conn,
+        zone_id=zone_id,
+        event_type="policy_set.created",
+        actor_id=actor,
+        metadata={"policy_set_id": str(row["id"]), "name": name},
+    )
+    return row
+
+
+async def create_set_version_in(
+    conn: Conn,
+    *,
+    zone_id: str,
+    set_uuid: UUID,
+    wanted: list[UUID],
+    schema_version: str,
+    actor: str | None,
+) -> dict[str, Any]:
+    """Insert the next version of a (locked) set from policy version ids, checking the
+    manifest rules (404 policy_version_not_found, 422 invalid_policy_contract); audited."""
+    cur = await conn.execute(
+        "SELECT v.id, v.content, v.content_sha256 FROM policy_versions v"
+        " JOIN policies p ON p.zone_id = v.zone_id AND p.id = v.policy_id"
+        " WHERE v.zone_id = %s AND v.id = ANY(%s::uuid[]) AND p.archived_at IS NULL",
+        (zone_id, wanted),
+    )
+    found = {row["id"]: row for row in await cur.fetchall()}
+    missing = [version_id for version_id in wanted if version_id not in found]
+    if missing:
+        raise ApiError(
+            404,
+            "policy_version_not_found",
+            f"{missing[0]} is not a version of an active policy of this zone",
+        )
+    violation = await asyncio.to_thread(
+        _contract_violation, [(str(v), found[v]["content"]) for v in wanted]
+    )
+    if violation is not None:
+        raise ApiError(422, "invalid_policy_contract", violation)
+    digest = manifest_sha256((v, found[v]["content_sha256"]) for v in wanted)
+    cur = await conn.execute(
+        "SELECT coalesce(max(version), 0) + 1 AS next FROM policy_set_versions"
+        " WHERE zone_id = %s AND policy_set_id = %s",
+        (zone_id, set_uuid),
+    )
+    next_row = await cur.fetchone()
+    assert next_row is not None
+    version_id = uuid7()
+    cur = await conn.execute(
+        "INSERT INTO policy_set_versions (zone_id, id, policy_set_id, version,"
+        " manifest_sha256, schema_version, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        f" RETURNING {_VERSION_COLUMNS}",
+        (
+            zone_id,
+            version_id,
+            set_uuid,
+            next_row["next"],
+            digest,
+            schema_version,
+            actor,
+        ),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    await conn.execute(
+        "INSERT INTO policy_set_version_entries"
+        " (zone_id, policy_set_version_id, position, policy_version_id)"
+        " SELECT %s, %s, ordinality - 1, id"
+        " FROM unnest(%s::uuid[]) WITH ORDINALITY AS m(id, ordinality)",
+        (zone_id, version_id, wanted),
+    )
+    await record_event(
+        conn,
+        zone_id=zone_id,
+        event_type="policy_set_version.created",
+        actor_id=actor,
+        metadata={
+            "policy_set_id": str(set_uuid),
+            "policy_set_version_id": str(version_id),
+            "version": row["version"],
+            "manifest_sha256": digest,
+            "manifest": [str(v) for v in wanted],
+        },
+    )
+    return row
+
+
+async def activate_in(
+    conn: Conn,
+    runtime: PdpRuntime,
+    *,
+    zone_id: str,
+    set_uuid: UUID,
+    version_id: UUID,
+    shadow_version_id: UUID | None,
+    actor: str | None,
+) -> tuple[Activation, ZoneState]:
+    """Make ``version_id`` (of set ``set_uuid``) the zone's active version, with an optional
+    shadow, and enqueue the invalidation, in the caller's transaction (the zone row locked).
+    Install the returned ZoneState in the runtime only after the commit."""
+    active = await fetch_set_version(conn, zone_id, version_id, policy_set_id=set_uuid)
+    if active is None:
+        raise ApiError(404, "version_not_found")
+    shadow = None
+    if shadow_version_id is not None:
+        shadow = await fetch_set_version(conn, zone_id, shadow_version_id, live_sets_only=True)
+        if shadow is None:
+            raise ApiError(404, "shadow_version_not_found")
+    archived = _archived_entries(active) + (_archived_entries(shadow) if shadow else [])
+    if archived:
+        raise ApiError(
+            409,
+            "referenced_policy_version_missing",
+            f"the policy of version {archived[0]} was archived",
+        )
+    try:
+        compiled_active = await runtime.compile(conn, zone_id, active, check=True)
+        compiled_shadow = (
+            await runtime.compile(conn, zone_id, shadow, check=True) if shadow else None
+        )
+    except RegoContractError as exc:
+        raise ApiError(422, "invalid_policy_contract", exc.message) from None
+    cur = await conn.execute(
+        "SELECT active_version_id, shadow_version_id FROM zone_policy_state WHERE zone_id = %s",
+        (zone_id,),
+    )
+    previous = await cur.fetchone() or {}
+    cur = await conn.execute(
+        "INSERT INTO zone_policy_state (zone_id, active_version_id, shadow_version_id,"
+        " activated_by) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (zone_id) DO UPDATE SET"
+        " active_version_id = EXCLUDED.active_version_id,"
+        " shadow_version_id = EXCLUDED.shadow_version_id,"
+        " generation = zone_policy_state.generation + 1,"
+        " activated_by = EXCLUDED.activated_by, activated_at = now()"
+        " RETURNING generation",
+        (zone_id, version_id, shadow_version_id, actor),
+    )
+    state = await cur.fetchone()
+    assert state is not None
+    shadow_id = _str(shadow_version_id)
+    announced = {
+        "zone_id": zone_id,
+        "policy_set_id": str(set_uuid),
+        "version_id": str(version_id),
+        "shadow_version_id": shadow_id,
+        "manifest_sha256": active.manifest_sha256,
+        "generation": state["generation"],
+    }
+    outbox_id = await enqueue(
+        conn, zone_id=zone_id, topic=TOPIC_POLICY_INVALIDATE, payload=announced
+    )
+    await record_event(
+        conn,
+        zone_id=zone_id,
+        event_type="policy_set.activated",
+        actor_id=actor,
+        metadata={
+            **announced,
+            "outbox_id": outbox_id,
+            "previous_version_id": _str(previous.get("active_version_id")),
+            "previous_shadow_version_id": _str(previous.get("shadow_version_id")),
+        },
+    )
+    state_now = ZoneState(zone_id, state["generation"], compiled_active, compiled_shadow)
+    activation = Activation(
+        activated=True,
+        version_id=str(version_id),
+        shadow_version_id=shadow_id,
+        outbox_id=outbox_id,
+    )
+    return activation, state_now
+
+
 class PolicySetController(Controller):
     """Create, list, read, version, activate and archive policy sets."""
 
@@ -204,21 +398,8 @@ class PolicySetController(Controller):
         actor = actor_id(request)
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            cur = await conn.execute(
-                "INSERT INTO policy_sets (zone_id, id, name, description, created_by)"
-                " VALUES (%s, %s, %s, %s, %s)"
-                " RETURNING id, zone_id, name, description, created_at,"
-                " NULL::uuid AS active_version_id, NULL::uuid AS shadow_version_id",
-                (zone_id, uuid7(), data.name, data.description, actor),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            await record_event(
-                conn,
-                zone_id=zone_id,
-                event_type="policy_set.created",
-                actor_id=actor,
-                metadata={"policy_set_id": str(row["id"]), "name": data.name},
+            row = await create_set_in(
+                conn, zone_id=zone_id, name=data.name, description=data.description, actor=actor
             )
         return to_set(row)
 
@@ -279,69 +460,13 @@ class PolicySetController(Controller):
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
             set_uuid = await require_set(conn, zone_id, set_id, lock=True)
-            cur = await conn.execute(
-                "SELECT v.id, v.content, v.content_sha256 FROM policy_versions v"
-                " JOIN policies p ON p.zone_id = v.zone_id AND p.id = v.policy_id"
-                " WHERE v.zone_id = %s AND v.id = ANY(%s::uuid[]) AND p.archived_at IS NULL",
-                (zone_id, wanted),
-            )
-            found = {row["id"]: row for row in await cur.fetchall()}
-            missing = [version_id for version_id in wanted if version_id not in found]
-            if missing:
-                raise ApiError(
-                    404,
-                    "policy_version_not_found",
-                    f"{missing[0]} is not a version of an active policy of this zone",
-                )
-            violation = await asyncio.to_thread(
-                _contract_violation, [(str(v), found[v]["content"]) for v in wanted]
-            )
-            if violation is not None:
-                raise ApiError(422, "invalid_policy_contract", violation)
-            digest = manifest_sha256((v, found[v]["content_sha256"]) for v in wanted)
-            cur = await conn.execute(
-                "SELECT coalesce(max(version), 0) + 1 AS next FROM policy_set_versions"
-                " WHERE zone_id = %s AND policy_set_id = %s",
-                (zone_id, set_uuid),
-            )
-            next_row = await cur.fetchone()
-            assert next_row is not None
-            version_id = uuid7()
-            cur = await conn.execute(
-                "INSERT INTO policy_set_versions (zone_id, id, policy_set_id, version,"
-                " manifest_sha256, schema_version, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                f" RETURNING {_VERSION_COLUMNS}",
-                (
-                    zone_id,
-                    version_id,
-                    set_uuid,
-                    next_row["next"],
-                    digest,
-                    data.schema_version,
-                    actor,
-                ),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            await conn.execute(
-                "INSERT INTO policy_set_version_entries"
-                " (zone_id, policy_set_version_id, position, policy_version_id)"
-                " SELECT %s, %s, ordinality - 1, id"
-                " FROM unnest(%s::uuid[]) WITH ORDINALITY AS m(id, ordinality)",
-                (zone_id, version_id, wanted),
-            )
-            await record_event(
+            row = await create_set_version_in(
                 conn,
                 zone_id=zone_id,
-                event_type="policy_set_version.created",
-                actor_id=actor,
-                metadata={
-                    "policy_set_id": str(set_uuid),
-                    "policy_set_version_id": str(version_id),
-                    "version": row["version"],
-                    "manifest_sha256": digest,
-                    "manifest": [str(v) for v in wanted],
-                },
+                set_uuid=set_uuid,
+                wanted=wanted,
+                schema_version=data.schema_version,
+                actor=actor,
             )
         return to_set_version(row)
 
@@ -361,80 +486,17 @@ class PolicySetController(Controller):
             if await cur.fetchone() is None:
                 raise ApiError(404, "zone_not_found")
             set_uuid = await require_set(conn, zone_id, set_id)
-            active = await fetch_set_version(conn, zone_id, data.version_id, policy_set_id=set_uuid)
-            if active is None:
-                raise ApiError(404, "version_not_found")
-            shadow = None
-            if data.shadow_version_id is not None:
-                shadow = await fetch_set_version(
-                    conn, zone_id, data.shadow_version_id, live_sets_only=True
-                )
-                if shadow is None:
-                    raise ApiError(404, "shadow_version_not_found")
-            archived = _archived_entries(active) + (_archived_entries(shadow) if shadow else [])
-            if archived:
-                raise ApiError(
-                    409,
-                    "referenced_policy_version_missing",
-                    f"the policy of version {archived[0]} was archived",
-                )
-            try:
-                compiled_active = await runtime.compile(conn, zone_id, active, check=True)
-                compiled_shadow = (
-                    await runtime.compile(conn, zone_id, shadow, check=True) if shadow else None
-                )
-            except RegoContractError as exc:
-                raise ApiError(422, "invalid_policy_contract", exc.message) from None
-            cur = await conn.execute(
-                "SELECT active_version_id, shadow_version_id FROM zone_policy_state"
-                " WHERE zone_id = %s",
-                (zone_id,),
-            )
-            previous = await cur.fetchone() or {}
-            cur = await conn.execute(
-                "INSERT INTO zone_policy_state (zone_id, active_version_id, shadow_version_id,"
-                " activated_by) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (zone_id) DO UPDATE SET"
-                " active_version_id = EXCLUDED.active_version_id,"
-                " shadow_version_id = EXCLUDED.shadow_version_id,"
-                " generation = zone_policy_state.generation + 1,"
-                " activated_by = EXCLUDED.activated_by, activated_at = now()"
-                " RETURNING generation",
-                (zone_id, data.version_id, data.shadow_version_id, actor),
-            )
-            state = await cur.fetchone()
-            assert state is not None
-            shadow_id = _str(data.shadow_version_id)
-            announced = {
-                "zone_id": zone_id,
-                "policy_set_id": str(set_uuid),
-                "version_id": str(data.version_id),
-                "shadow_version_id": shadow_id,
-                "manifest_sha256": active.manifest_sha256,
-                "generation": state["generation"],
-            }
-            outbox_id = await enqueue(
-                conn, zone_id=zone_id, topic=TOPIC_POLICY_INVALIDATE, payload=announced
-            )
-            await record_event(
+            activation, state = await activate_in(
                 conn,
+                runtime,
                 zone_id=zone_id,
-                event_type="policy_set.activated",
-                actor_id=actor,
-                metadata={
-                    **announced,
-                    "outbox_id": outbox_id,
-                    "previous_version_id": _str(previous.get("active_version_id")),
-                    "previous_shadow_version_id": _str(previous.get("shadow_version_id")),
-                },
+                set_uuid=set_uuid,
+                version_id=data.version_id,
+                shadow_version_id=data.shadow_version_id,
+                actor=actor,
             )
-        runtime.install(ZoneState(zone_id, state["generation"], compiled_active, compiled_shadow))
-        return Activation(
-            activated=True,
-            version_id=str(data.version_id),
-            shadow_version_id=shadow_id,
-            outbox_id=outbox_id,
-        )
+        runtime.install(state)
+        return activation
 
     @delete("/{set_id:str}", status_code=204)
     async def archive_set(
