@@ -24,6 +24,7 @@ from controlplane.api.decisions import DecisionController
 from controlplane.api.grants import GrantController
 from controlplane.api.health import health, ready
 from controlplane.api.jwks import global_jwks, zone_jwks
+from controlplane.api.local_bootstrap import local_bootstrap
 from controlplane.api.policies import PolicyController
 from controlplane.api.policy_sets import PolicySetController
 from controlplane.api.providers import ProviderController
@@ -42,8 +43,8 @@ from controlplane.pdp.runtime import reconciler_component
 from controlplane.relay import relay_component
 from controlplane.request_context import RequestContextMiddleware
 from controlplane.services import Services
-from controlplane.strict_body import strict_body
 from controlplane.settings import Settings, load_settings
+from controlplane.strict_body import strict_body
 
 log = logging.getLogger("controlplane")
 
@@ -113,7 +114,10 @@ def create_app(
             yield
 
     return ControlPlaneApp(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=[
+            *ROUTE_HANDLERS,
+            *([local_bootstrap] if settings.local_bootstrap_enabled else []),
+        ],
         guards=[admin_guard],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=strict_body,

@@ -156,6 +156,38 @@ def _audit_fields(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def insert_resource(
+    conn: Conn,
+    zone_id: str,
+    *,
+    identifier: str,
+    scopes: list[str],
+    name: str | None = None,
+    upstream_url: str | None = None,
+    prefix: bool = False,
+    credential_provider_id: UUID | None = None,
+) -> dict[str, Any]:
+    """Insert a resource (``name`` defaults to ``identifier``); 409 when the identifier is taken."""
+    return await returning_unique(
+        conn,
+        "INSERT INTO resources (zone_id, id, name, identifier, upstream_url, prefix,"
+        " scopes, credential_provider_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        f" RETURNING {RESOURCE_COLUMNS}",
+        (
+            zone_id,
+            uuid7(),
+            name if name is not None else identifier,
+            identifier,
+            upstream_url,
+            prefix,
+            scopes,
+            credential_provider_id,
+        ),
+        "resources_active_identifier",
+        identifier_taken(identifier),
+    )
+
+
 class ResourceController(Controller):
     """List, create, read, update and archive resources."""
 
@@ -184,23 +216,15 @@ class ResourceController(Controller):
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
             await require_active_provider(conn, zone_id, data.credential_provider_id)
-            row = await returning_unique(
+            row = await insert_resource(
                 conn,
-                "INSERT INTO resources (zone_id, id, name, identifier, upstream_url, prefix,"
-                " scopes, credential_provider_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                f" RETURNING {RESOURCE_COLUMNS}",
-                (
-                    zone_id,
-                    uuid7(),
-                    data.name if data.name is not None else data.identifier,
-                    data.identifier,
-                    data.upstream_url,
-                    data.prefix,
-                    data.scopes,
-                    data.credential_provider_id,
-                ),
-                "resources_active_identifier",
-                identifier_taken(data.identifier),
+                zone_id,
+                identifier=data.identifier,
+                scopes=data.scopes,
+                name=data.name,
+                upstream_url=data.upstream_url,
+                prefix=data.prefix,
+                credential_provider_id=data.credential_provider_id,
             )
             await record_event(
                 conn,

@@ -1,0 +1,221 @@
+"""Local bootstrap: ``POST /v1/local/bootstrap`` (development only, global scope).
+
+One transaction creates the zone ``CARACAL_LOCAL_ZONE_ID``, an application with a generated
+client secret, the resource ``resource://example`` (scope ``read``), a policy from the
+``role-based`` template and an activated policy set. Later calls return the same ids
+without a secret; ``force: true`` regenerates the secret and reseals the signing key. The
+route exists only when ``CARACAL_LOCAL_BOOTSTRAP_ENABLED=true``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.di import Provide
+
+from controlplane.api.applications import hash_secret, insert_application, prepare_secret
+from controlplane.api.common import actor_id, services_of
+from controlplane.api.policies import DEFAULT_SCHEMA_VERSION, create_policy_in
+from controlplane.api.policy_sets import activate_in, create_set_in, create_set_version_in
+from controlplane.api.resources import insert_resource
+from controlplane.api.zones import ZoneCreate, derive_slug, insert_zone
+from controlplane.audit import record_event
+from controlplane.crypto import generate_client_secret
+from controlplane.db import Conn
+from controlplane.errors import ApiError
+from controlplane.pdp.runtime import ZoneState, runtime_of
+from controlplane.pdp.templates import get_template
+from controlplane.services import Services
+from controlplane.zone_keys import reseal_signing_key
+
+RESOURCE_IDENTIFIER = "resource://example"
+SCOPE = "read"
+TEMPLATE_ID = "role-based"
+APPLICATION_NAME = "Local development application"
+POLICY_SET_NAME = "local"
+
+
+class BootstrapBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Request body (optional)."""
+
+    force: bool = False
+
+
+class BootstrapResult(msgspec.Struct, omit_defaults=True):
+    """What the bootstrap made; ``app_client_secret`` only when it was (re)generated."""
+
+    zone_id: str
+    app_id: str
+    application_id: str
+    resource: str
+    scope: str
+    rotated: bool
+    signing_key_resealed: bool
+    app_client_secret: str | msgspec.UnsetType = msgspec.UNSET
+
+
+async def _create(
+    conn: Conn, services: Services, zone_id: str, actor: str
+) -> tuple[BootstrapResult, ZoneState]:
+    """Create the zone and everything in it; return the result and the PDP state to install."""
+    await insert_zone(
+        conn,
+        services,
+        zone_id,
+        ZoneCreate(name=f"Local ({zone_id})", slug=derive_slug(zone_id) or None),
+        local_bootstrap=True,
+    )
+    secret_hash, secret = await prepare_secret(services, "token", None)
+    application = await insert_application(
+        conn,
+        zone_id,
+        name=APPLICATION_NAME,
+        registration_method="managed",
+        credential_type="token",
+        secret_hash=secret_hash,
+        traits=[],
+    )
+    resource = await insert_resource(
+        conn, zone_id, identifier=RESOURCE_IDENTIFIER, scopes=[SCOPE], name="Example resource"
+    )
+    template = get_template(TEMPLATE_ID)
+    assert template is not None
+    policy, version = await create_policy_in(
+        conn,
+        zone_id=zone_id,
+        name=TEMPLATE_ID,
+        content=template.content,
+        description=template.description,
+        owner_type="customer",
+        schema_version=DEFAULT_SCHEMA_VERSION,
+        actor=actor,
+    )
+    policy_set = await create_set_in(
+        conn,
+        zone_id=zone_id,
+        name=POLICY_SET_NAME,
+        description="Created by the local bootstrap",
+        actor=actor,
+    )
+    set_version = await create_set_version_in(
+        conn,
+        zone_id=zone_id,
+        set_uuid=policy_set["id"],
+        wanted=[version["id"]],
+        schema_version=DEFAULT_SCHEMA_VERSION,
+        actor=actor,
+    )
+    _, state = await activate_in(
+        conn,
+        runtime_of(services),
+        zone_id=zone_id,
+        set_uuid=policy_set["id"],
+        version_id=set_version["id"],
+        shadow_version_id=None,
+        actor=actor,
+    )
+    await conn.execute(
+        "INSERT INTO local_bootstrap (zone_id, application_id, resource_id, policy_id,"
+        " policy_set_id) VALUES (%s, %s, %s, %s, %s)",
+        (zone_id, application["id"], resource["id"], policy["id"], policy_set["id"]),
+    )
+    app_id = str(application["id"])
+    result = BootstrapResult(
+        zone_id=zone_id,
+        app_id=app_id,
+        application_id=app_id,
+        resource=RESOURCE_IDENTIFIER,
+        scope=SCOPE,
+        rotated=False,
+        signing_key_resealed=False,
+        app_client_secret=secret or msgspec.UNSET,
+    )
+    return result, state
+
+
+async def _existing(conn: Conn, services: Services, zone_id: str, force: bool) -> BootstrapResult:
+    """The bootstrap state already there; with ``force`` a new secret and signing key."""
+    cur = await conn.execute(
+        "SELECT application_id FROM local_bootstrap WHERE zone_id = %s", (zone_id,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise ApiError(409, "zone_not_local_bootstrap", "the zone has no bootstrap record")
+    app_id = str(row["application_id"])
+    result = BootstrapResult(
+        zone_id=zone_id,
+        app_id=app_id,
+        application_id=app_id,
+        resource=RESOURCE_IDENTIFIER,
+        scope=SCOPE,
+        rotated=force,
+        signing_key_resealed=force,
+    )
+    if force:
+        secret = generate_client_secret()
+        await conn.execute(
+            "UPDATE applications SET client_secret_hash = %s WHERE zone_id = %s AND id = %s",
+            (await hash_secret(services, secret), zone_id, row["application_id"]),
+        )
+        await reseal_signing_key(conn, services.kek, zone_id, services.settings.key_overlap_seconds)
+        result.app_client_secret = secret
+    return result
+
+
+@post(
+    "/v1/local/bootstrap",
+    opt={"scope": "global"},
+    dependencies={"services": Provide(services_of, sync_to_thread=False)},
+    tags=["local"],
+)
+async def local_bootstrap(
+    request: Request[Any, Any, Any], services: Services, data: BootstrapBody | None = None
+) -> Response[BootstrapResult]:
+    """Create (201) or return (200) the local development zone; idempotent."""
+    force = data.force if data is not None else False
+    zone_id = services.settings.local_zone_id
+    actor = actor_id(request)
+    state: ZoneState | None = None
+    async with services.db.transaction() as conn:
+        # Concurrent first calls queue here: exactly one creates, the others then find it.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('caracal.local_bootstrap:' || %s, 0))",
+            (zone_id,),
+        )
+        cur = await conn.execute(
+            "SELECT local_bootstrap, archived_at FROM zones WHERE id = %s", (zone_id,)
+        )
+        zone = await cur.fetchone()
+        if zone is not None and not zone["local_bootstrap"]:
+            raise ApiError(
+                409, "zone_not_local_bootstrap", f"zone {zone_id!r} was not made by bootstrap"
+            )
+        if zone is not None and zone["archived_at"] is not None:
+            raise ApiError(
+                409,
+                "zone_not_local_bootstrap",
+                f"the bootstrap zone {zone_id!r} was archived; set another CARACAL_LOCAL_ZONE_ID",
+            )
+        if zone is None:
+            result, state = await _create(conn, services, zone_id, actor)
+            status = 201
+        else:
+            result = await _existing(conn, services, zone_id, force)
+            status = 200
+        if status == 201 or force:
+            await record_event(
+                conn,
+                zone_id=zone_id,
+                event_type="local.bootstrapped" if status == 201 else "local.bootstrap_forced",
+                actor_id=actor,
+                metadata={
+                    "application_id": result.application_id,
+                    "rotated": result.rotated,
+                    "signing_key_resealed": result.signing_key_resealed,
+                },
+            )
+    if state is not None:
+        runtime_of(services).install(state)
+    return Response(result, status_code=status)
