@@ -56,6 +56,19 @@ class BootstrapResult(msgspec.Struct, omit_defaults=True):
     app_client_secret: str | msgspec.UnsetType = msgspec.UNSET
 
 
+def _result(zone_id: str, app_id: str, *, forced: bool) -> BootstrapResult:
+    """The response for the bootstrap zone (``force`` rotated the secret and the key)."""
+    return BootstrapResult(
+        zone_id=zone_id,
+        app_id=app_id,
+        application_id=app_id,
+        resource=RESOURCE_IDENTIFIER,
+        scope=SCOPE,
+        rotated=forced,
+        signing_key_resealed=forced,
+    )
+
+
 async def _create(
     conn: Conn, services: Services, zone_id: str, actor: str
 ) -> tuple[BootstrapResult, ZoneState]:
@@ -121,17 +134,8 @@ async def _create(
         " policy_set_id) VALUES (%s, %s, %s, %s, %s)",
         (zone_id, application["id"], resource["id"], policy["id"], policy_set["id"]),
     )
-    app_id = str(application["id"])
-    result = BootstrapResult(
-        zone_id=zone_id,
-        app_id=app_id,
-        application_id=app_id,
-        resource=RESOURCE_IDENTIFIER,
-        scope=SCOPE,
-        rotated=False,
-        signing_key_resealed=False,
-        app_client_secret=secret or msgspec.UNSET,
-    )
+    result = _result(zone_id, str(application["id"]), forced=False)
+    result.app_client_secret = secret or msgspec.UNSET
     return result, state
 
 
@@ -143,16 +147,7 @@ async def _existing(conn: Conn, services: Services, zone_id: str, force: bool) -
     row = await cur.fetchone()
     if row is None:
         raise ApiError(409, "zone_not_local_bootstrap", "the zone has no bootstrap record")
-    app_id = str(row["application_id"])
-    result = BootstrapResult(
-        zone_id=zone_id,
-        app_id=app_id,
-        application_id=app_id,
-        resource=RESOURCE_IDENTIFIER,
-        scope=SCOPE,
-        rotated=force,
-        signing_key_resealed=force,
-    )
+    result = _result(zone_id, str(row["application_id"]), forced=force)
     if force:
         secret = generate_client_secret()
         await conn.execute(
