@@ -135,7 +135,9 @@ def push(
         digest = content_sha256(policy.content)
         remote = existing.get(policy.name)
         if remote is None:
-            created = api.call("POST", "/policies", {"name": policy.name, "content": policy.content})
+            created = api.call(
+                "POST", "/policies", {"name": policy.name, "content": policy.content}
+            )
             version = created["version"]
             _print(f"created  policy {policy.name} (version {version['version']})")
         else:
