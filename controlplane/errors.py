@@ -162,9 +162,16 @@ def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException)
         return error_response(403, "admin_token_zone_mismatch")
     if status == 415:
         return error_response(415, "unsupported_media_type", str(exc.detail))
+    if status >= 500 and exc.detail == _CLIENT_GONE:
+        # Nobody reads this answer; a client going away is not a server fault.
+        log.info("client disconnected", extra={"request_id": current_request_id()})
+        return error_response(499, "client_disconnected")
     if status >= 500:
         return _internal_error_handler(request, exc)
     return error_response(status, "http_error", str(exc.detail))
+
+
+_CLIENT_GONE = "client disconnected prematurely"  # Litestar's text for http.disconnect
 
 
 def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

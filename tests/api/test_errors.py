@@ -140,3 +140,42 @@ def test_a_string_boolean_is_a_wrong_type(client: TestClient) -> None:
     response = client.post("/v1/zones", json={"name": "x", "dcr_enabled": "true"})
     assert response.status_code == 400
     assert response.json()["issues"][0]["path"] == ["dcr_enabled"]
+
+
+def test_a_client_that_goes_away_is_not_logged_as_a_server_fault(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from litestar import post
+
+    @post("/echo", opt={"scope": "public"})
+    async def echo(data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    app = create_app(settings, kek=TEST_KEK)
+    app.register(echo)
+    events = iter(
+        [
+            {"type": "http.request", "body": b'{"a": ', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(events)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/echo", "raw_path": b"/echo", "root_path": "",
+        "query_string": b"", "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 3000), "state": {},
+    }  # fmt: skip
+    import asyncio
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(r.getMessage() == "client disconnected" for r in caplog.records)
