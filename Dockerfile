@@ -4,7 +4,8 @@ COPY pyproject.toml README.md ./
 COPY controlplane ./controlplane
 COPY sql ./sql
 COPY policies ./policies
-RUN pip install --no-cache-dir .
+# Editable: the service reads sql/ and policies/templates/ beside the package.
+RUN pip install --no-cache-dir -e .
 ENV CARACAL_HOST=0.0.0.0 CARACAL_PORT=3000 CARACAL_DATA_DIR=/data
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
