@@ -38,6 +38,7 @@ from controlplane.crypto import Kek, SecretHasher, load_kek
 from controlplane.db import Database, migrate
 from controlplane.decision_audit import decision_audit_component
 from controlplane.errors import EXCEPTION_HANDLERS
+from controlplane.gc_tuning import tune_gc_after_startup
 from controlplane.listener import listener_component
 from controlplane.pdp.runtime import reconciler_component
 from controlplane.relay import relay_component
@@ -111,6 +112,7 @@ def create_app(
                 await stack.enter_async_context(component(services))
             if handle_signals:
                 _install_drain_handler(services)
+                tune_gc_after_startup()
             yield
 
     return ControlPlaneApp(

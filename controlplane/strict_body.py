@@ -36,8 +36,13 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
     body = await request.body()
     if not body.strip():
         return  # Litestar answers a missing required body itself (400 invalid_body)
+    decode_strictly(decoder, body)
+
+
+def decode_strictly(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+    """``decoder.decode(body)``; 400 invalid_body (with the issue) if it does not decode."""
     try:
-        decoder.decode(body)
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "invalid_body", issues=[msgspec_issue(str(exc))]) from None
     except msgspec.DecodeError as exc:

@@ -18,12 +18,16 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, post
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
+from litestar.params import RawBody
+from litestar.response.base import ASGIResponse
+from litestar.serialization import encode_json, get_serializer
 from uuid6 import uuid7
 
-from controlplane.api.common import actor_id, services_of
+from controlplane.api.common import actor_id
 from controlplane.crypto import sign_jws
 from controlplane.decision_audit import AuditWriteError, DecisionEvent, audit_writer_of
-from controlplane.errors import ApiError
+from controlplane.errors import ApiError, invalid_body
 from controlplane.pdp.evaluate import CompiledSet, Decision, evaluate_set
 from controlplane.pdp.runtime import ZoneState, runtime_of
 from controlplane.request_context import current_request_id
@@ -31,6 +35,7 @@ from controlplane.secret_fields import redact
 from controlplane.services import Services
 from controlplane.sessions import session_denial, session_gate
 from controlplane.step_up import apply_step_up
+from controlplane.strict_body import decode_strictly
 from controlplane.zone_keys import current_signing_key
 
 #: Larger inputs are recorded in the audit event by size and hash only.
@@ -43,6 +48,23 @@ class DecisionRequest(msgspec.Struct, forbid_unknown_fields=True):
 
     input: dict[str, Any]
     sign: bool = False
+
+
+_request_decoder = msgspec.json.Decoder(DecisionRequest)
+
+
+def decode_request(body: bytes) -> DecisionRequest:
+    """The body decoded strictly, once (``"sign": "true"`` is 400 invalid_body, never coerced);
+    the errors are those Litestar and ``controlplane.strict_body`` give on other routes."""
+    if not body:
+        raise invalid_body("Object missing required field `data`")
+    return decode_strictly(_request_decoder, body)
+
+
+def _documents_request_body(data: DecisionRequest) -> None:
+    """Never called: a dependency the handler does not take, so that the OpenAPI document
+    shows ``DecisionRequest`` as the request body (Litestar reads a dependency's ``data``)
+    while the handler decodes the raw body itself (``decode_request``)."""
 
 
 class DeterminingPolicy(msgspec.Struct):
@@ -217,18 +239,32 @@ async def respond(services: Services, ctx: DecisionContext, outcome: Outcome) ->
     return response
 
 
+# The handler returns its body already encoded (Litestar's serializer, the same bytes and
+# headers its Response would give; ``responses`` keeps the documented 200 schema): building
+# and rendering a Response per decision cost ~25 us of the hot path.
+_OK = "Request fulfilled, document follows"
+_serializer = get_serializer(None)
+
+
 class DecisionController(Controller):
     """The decision endpoint (zone scope)."""
 
     path = "/v1/zones/{zone_id:str}/decisions"
     tags = ["decisions"]
-    dependencies = {"services": Provide(services_of, sync_to_thread=False)}
+    # The handler reads the Services from the app state (as the guard does) rather than by
+    # dependency injection: Litestar's injection costs ~15 us per request on this hot path.
+    dependencies = {"documented_body": Provide(_documents_request_body, sync_to_thread=False)}
 
-    @post("/", status_code=200, opt={"token_cache": True})
-    async def decide(
-        self, request: Request, zone_id: str, services: Services, data: DecisionRequest
-    ) -> DecisionResponse:
+    @post(
+        "/",
+        status_code=200,
+        opt={"token_cache": True},
+        responses={200: ResponseSpec(DecisionResponse, generate_examples=False, description=_OK)},
+    )
+    async def decide(self, request: Request, zone_id: str, body: RawBody) -> ASGIResponse:
         """Evaluate the zone's active policy set for ``input``."""
+        data = decode_request(body)
+        services: Services = request.app.state.services
         ctx = DecisionContext(
             zone_id=zone_id,
             input=data.input,
@@ -247,4 +283,5 @@ class DecisionController(Controller):
             outcome = evaluate(state, ctx.input)
             outcome = await open_step_up(services, ctx, outcome, gate.session_id)
         await record_decision(services, ctx, outcome)
-        return await respond(services, ctx, outcome)
+        response = await respond(services, ctx, outcome)
+        return ASGIResponse(body=encode_json(response, _serializer), media_type="application/json")

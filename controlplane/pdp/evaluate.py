@@ -372,8 +372,31 @@ def _evaluate_shared(
     return outcomes
 
 
+def _evaluate_alone(
+    engine: regorus.Engine, rule: str, input: Mapping[str, Any]
+) -> PolicyOutcome | str:
+    """The outcome of the one policy of a set in its shared engine (``_evaluate_shared``
+    for a single rule, without the per-rule bookkeeping)."""
+    try:
+        engine.set_input(input)
+        value = engine.eval_rule(rule)
+    except RuntimeError as exc:
+        return clean_engine_message(str(exc))[0]
+    except (TypeError, ValueError, OverflowError) as exc:  # input values Rego cannot hold
+        return f"invalid input: {exc}"
+    finally:
+        engine.take_prints()  # print() output is gathered, never written to stderr; drop it
+    return interpret_result(value)
+
+
 def evaluate_set(compiled: CompiledSet, input: Mapping[str, Any]) -> Decision:
     """Evaluate every policy of ``compiled`` against ``input`` and combine the results."""
+    policies = compiled.policies
+    if len(policies) == 1:
+        rule = compiled._plan.rules[0]
+        engine = compiled.engine if rule is not None else None
+        if engine is not None:
+            return _decide_alone(policies[0], _evaluate_alone(engine, rule, input), input)
     outcomes: list[tuple[CompiledPolicy, PolicyOutcome]] = []
     diagnostics: list[dict[str, str]] = []
     engine = compiled.engine
@@ -450,6 +473,47 @@ def _combine(
         ],
         diagnostics=diagnostics,
     )
+
+
+def _decide_alone(
+    policy: CompiledPolicy, outcome: PolicyOutcome | str, input: Mapping[str, Any]
+) -> Decision:
+    """``_combine`` for a set of one policy: its decision is the final one."""
+    diagnostics: list[dict[str, str]] = []
+    if isinstance(outcome, str):
+        diagnostics.append(
+            {
+                "policy_id": policy.policy_id,
+                "policy_version_id": policy.policy_version_id,
+                "error": outcome,
+            }
+        )
+        outcome = _POLICY_ERROR
+    final = outcome.decision
+    step_up = None
+    granted: list[str] = []
+    if outcome.step_up is not None and final != "deny":
+        final = "partial"
+    if final == "allow":
+        granted = _requested_scopes(input)
+    elif final == "partial":
+        step_up = dict(outcome.step_up) if outcome.step_up is not None else None
+        if outcome.decision == "partial" and outcome.granted_scopes:
+            granted = list(dict.fromkeys(outcome.granted_scopes))
+    return Decision(
+        decision=final,
+        reasons=list(dict.fromkeys(outcome.reasons)),
+        granted_scopes=granted,
+        obligations=dict(outcome.obligations) if outcome.obligations else {},
+        step_up=step_up,
+        determining_policies=[
+            {"policy_id": policy.policy_id, "policy_version_id": policy.policy_version_id}
+        ],
+        diagnostics=diagnostics,
+    )
+
+
+_POLICY_ERROR = PolicyOutcome("deny", (POLICY_ERROR_REASON,))
 
 
 def _shortest_step_up(outcomes: Iterable[PolicyOutcome]) -> dict[str, Any] | None:

@@ -353,3 +353,46 @@ def test_a_large_input_is_audited_by_size_and_hash(
     assert "input" not in metadata
     assert metadata["input_bytes"] == len(encoded)
     assert metadata["input_sha256"] == hashlib.sha256(encoded).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "Object missing required field `data`"),
+        (b"  ", "malformed JSON: Input data was truncated"),
+        (b'{"input": {}', "malformed JSON: Input data was truncated"),
+        (b'{"input": {}, "sign": "true"}', "Expected `bool`, got `str`"),
+        (b'{"input": {}, "sign": 1}', "Expected `bool`, got `int`"),
+        (b'{"input": {}, "sign": null}', "Expected `bool`, got `null`"),
+    ],
+)
+def test_the_raw_body_is_decoded_strictly(
+    client: TestClient, zone: dict[str, Any], content: bytes, message: str
+) -> None:
+    """The handler decodes the raw body itself, once: never lax (``"true"`` is no boolean)."""
+    active_set(client, zone["id"], ALLOW)
+    response = client.post(
+        f"/v1/zones/{zone['id']}/decisions",
+        content=content,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_body"
+    assert response.json()["issues"][0]["message"] == message
+
+
+def test_a_bad_body_is_reported_before_an_unknown_zone(client: TestClient) -> None:
+    response = client.post("/v1/zones/nope/decisions", json={"input": {}, "sign": "true"})
+    assert response.status_code == 400
+    assert response.json()["issues"] == [
+        {"path": ["sign"], "message": "Expected `bool`, got `str`"}
+    ]
+
+
+def test_openapi_documents_the_decision_body_and_response(client: TestClient) -> None:
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    operation = paths["/v1/zones/{zone_id}/decisions"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/DecisionRequest"}
+    ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/DecisionResponse"}

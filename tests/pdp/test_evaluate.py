@@ -417,3 +417,47 @@ def test_input_the_engine_cannot_hold_fails_every_policy_closed() -> None:
     assert (d.decision, d.reasons) == ("deny", ["policy_error"])
     assert [x["policy_id"] for x in d.diagnostics] == ["pol-a", "pol-b"]
     assert all(x["error"].startswith("invalid input: ") for x in d.diagnostics)
+
+
+@pytest.mark.parametrize(
+    ("result", "input"),
+    [
+        (True, {"requested_scopes": ["a", "b", "a", 3]}),
+        (False, {}),
+        ({"decision": "allow", "reasons": ["r", "r", "s"], "obligations": {"k": 1}}, {}),
+        ({"decision": "partial", "granted_scopes": ["x", "y", "x"], "reasons": ["p"]}, {}),
+        ({"decision": "partial"}, {}),
+        ({"allow": True, "step_up": {"type": "otp", "ttl": 60}}, {"requested_scopes": ["a"]}),
+        (
+            {"decision": "partial", "granted_scopes": ["x"], "step_up": {"type": "otp", "ttl": 9}},
+            {},
+        ),
+        ({"allow": False, "step_up": {"type": "otp", "ttl": 60}}, {}),
+        ("not a result", {}),
+    ],
+)
+def test_a_one_policy_set_decides_as_the_general_combination(result: Any, input: Any) -> None:
+    """The one-policy fast path gives what the general combination gives for that policy."""
+    from controlplane.pdp.evaluate import (
+        POLICY_ERROR_REASON,
+        PolicyOutcome,
+        _combine,
+        _evaluate_one,
+    )
+
+    compiled = const("a", result)
+    outcome = _evaluate_one(compiled, input)
+    diagnostics: list[dict[str, str]] = []
+    if isinstance(outcome, str):
+        diagnostics.append({"policy_id": "pol-a", "policy_version_id": "ver-a", "error": outcome})
+        outcome = PolicyOutcome("deny", (POLICY_ERROR_REASON,))
+    assert evaluate(compiled, input=input) == _combine([(compiled, outcome)], diagnostics, input)
+
+
+def test_a_one_policy_set_reports_engine_errors_like_a_larger_set() -> None:
+    failing = policy("e", 'result := {"allow": true} if input.x == 1\nresult := false if true\n')
+    alone = evaluate(failing, input={"x": 1})
+    with_other = evaluate(failing, const("b", True), input={"x": 1})
+    assert alone.decision == with_other.decision == "deny"
+    assert alone.diagnostics == with_other.diagnostics
+    assert len(alone.diagnostics) == 1
