@@ -40,6 +40,7 @@ from controlplane.decision_audit import decision_audit_component
 from controlplane.errors import EXCEPTION_HANDLERS
 from controlplane.gc_tuning import tune_gc_after_startup
 from controlplane.listener import listener_component
+from controlplane.logs import configure_logging
 from controlplane.pdp.runtime import reconciler_component
 from controlplane.relay import relay_component
 from controlplane.request_context import RequestContextMiddleware
@@ -168,5 +169,10 @@ def _install_drain_handler(services: Services) -> None:
 
 
 def create_app_from_env() -> Litestar:
-    """Factory for ``uvicorn --factory``: settings from the environment, signals handled."""
-    return create_app(load_settings(), handle_signals=True)
+    """Factory for ``uvicorn --factory``: settings from the environment, signals handled.
+
+    With ``--workers N`` each worker is a fresh interpreter, so logging is set up here too.
+    """
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, handle_signals=True)

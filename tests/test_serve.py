@@ -127,3 +127,24 @@ def test_admin_token_cli_prints_a_working_token(data_dir: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_several_workers_serve_and_log_every_request(data_dir: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start(data_dir, port, CARACAL_WORKERS="2")
+    try:
+        wait_for(f"{base}/health")
+        for index in range(4):
+            response = httpx.get(
+                f"{base}/v1/zones",
+                headers={"Authorization": f"Bearer {TOKEN}", "X-Request-Id": f"w-{index}"},
+            )
+            assert response.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    stderr = proc.stderr.read() if proc.stderr else ""
+    logged = [line for line in stderr.splitlines() if '"request_id":"w-' in line]
+    assert len(logged) == 4, stderr[-2000:]
+    assert "Traceback" not in stderr
