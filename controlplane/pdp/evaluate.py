@@ -537,6 +537,12 @@ def _intersect(lists: Iterable[tuple[str, ...]]) -> list[str]:
 
 def _requested_scopes(input: Mapping[str, Any]) -> list[str]:
     requested = input.get("requested_scopes")
+    if requested.__class__ is list:  # the usual case, a list of str: no generator
+        for scope in requested:
+            if scope.__class__ is not str:
+                break
+        else:
+            return list(dict.fromkeys(requested))
     if not isinstance(requested, list | tuple):
         return []
     return list(dict.fromkeys(s for s in requested if isinstance(s, str)))

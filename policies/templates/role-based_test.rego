@@ -75,3 +75,34 @@ test_no_scopes_requested_is_denied if {
 	r.decision == "deny"
 	r.reasons == ["no_scopes_requested"]
 }
+
+test_action_is_the_part_after_the_last_colon if {
+	r := authz.result with input as with_roles(["auditor"], ["audit:export", "x:audit:export", "a:b:read"])
+	r.decision == "partial"
+	r.granted_scopes == ["audit:export", "a:b:read"]
+}
+
+test_partial_keeps_requested_order_and_repeats if {
+	r := authz.result with input as with_roles(["viewer"], ["orders:read", "orders:write", "orders:read"])
+	r.granted_scopes == ["orders:read", "orders:read"]
+}
+
+test_wrong_typed_fields_count_as_absent if {
+	r1 := authz.result with input as object.union(base, {"requested_scopes": "orders:read"})
+	r1.reasons == ["no_scopes_requested"]
+	r2 := authz.result with input as with_roles({"a": "viewer"}, ["orders:read"])
+	r2.reasons == ["subject_has_no_known_role"]
+	r3 := authz.result with input as with_roles({"viewer"}, ["orders:read"])
+	r3.reasons == ["subject_has_no_known_role"]
+	r4 := authz.result with input as with_roles(["viewer"], {"orders:read"})
+	r4.reasons == ["no_scopes_requested"]
+	r5 := authz.result with input as "not an object"
+	r5.reasons == ["no_scopes_requested"]
+}
+
+test_non_string_scopes_only_through_the_wildcard if {
+	r1 := authz.result with input as with_roles(["viewer"], [1, "orders:read"])
+	r1.granted_scopes == ["orders:read"]
+	r2 := authz.result with input as object.union(with_roles(["admin"], [1, "orders:read"]), {"resource": {"scopes": [1]}})
+	r2.granted_scopes == [1]
+}
