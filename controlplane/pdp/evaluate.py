@@ -328,17 +328,8 @@ def _kind(value: Any) -> str:
 
 
 def _evaluate_one(policy: CompiledPolicy, input: Mapping[str, Any]) -> PolicyOutcome | str:
-    engine = policy.engine
-    try:
-        engine.set_input(input)
-        value = engine.eval_rule(RESULT_RULE)
-    except RuntimeError as exc:
-        return clean_engine_message(str(exc))[0]
-    except (TypeError, ValueError, OverflowError) as exc:  # input values Rego cannot hold
-        return f"invalid input: {exc}"
-    finally:
-        engine.take_prints()  # print() output is gathered, never written to stderr; drop it
-    return interpret_result(value)
+    """The outcome of a policy that has an engine of its own."""
+    return _evaluate_alone(policy.engine, RESULT_RULE, input)
 
 
 def _evaluate_shared(
