@@ -21,7 +21,6 @@ from controlplane.api.pagination import (
     LimitParam,
     Position,
     decode_cursor,
-    invalid_cursor,
     next_page,
 )
 from controlplane.errors import ApiError, invalid_query
@@ -184,11 +183,7 @@ class AuditController(Controller):
         )
         position = None
         if cursor is not None:
-            position = decode_cursor(services.kek, CURSOR_KIND, zone_id, cursor)
-            try:
-                UUID(position.id)
-            except ValueError:
-                raise invalid_cursor() from None
+            position = decode_cursor(services.kek, CURSOR_KIND, zone_id, cursor, uuid_id=True)
         sql, params = list_query(zone_id, filters, position, limit)
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)

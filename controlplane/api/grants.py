@@ -20,7 +20,6 @@ from controlplane.api.pagination import (
     CursorParam,
     LimitParam,
     decode_cursor,
-    invalid_cursor,
     next_page,
 )
 from controlplane.audit import record_event
@@ -187,13 +186,9 @@ class GrantController(Controller):
                 "revoked_at IS NULL" if status == "active" else "revoked_at IS NOT NULL"
             )
         if cursor is not None:
-            position = decode_cursor(services.kek, CURSOR_KIND, zone_id, cursor)
-            try:
-                after_id = UUID(position.id)
-            except ValueError:
-                raise invalid_cursor() from None
+            position = decode_cursor(services.kek, CURSOR_KIND, zone_id, cursor, uuid_id=True)
             conditions.append("(created_at, id) < (%s, %s)")
-            params += [position.at, after_id]
+            params += [position.at, UUID(position.id)]
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
             cur = await conn.execute(

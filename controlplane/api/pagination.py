@@ -20,7 +20,9 @@ import re
 import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from litestar.params import Parameter
@@ -61,6 +63,7 @@ class Position(msgspec.Struct, frozen=True):
     id: str
 
 
+@lru_cache(maxsize=8)
 def _key(kek: Kek) -> bytes:
     return hmac.new(kek.key, b"caracal-cursor-v1", hashlib.sha256).digest()
 
@@ -87,8 +90,11 @@ def invalid_cursor() -> ApiError:
     return ApiError(400, "invalid_cursor", "the cursor was not issued by this list")
 
 
-def decode_cursor(kek: Kek, kind: str, zone_id: str, cursor: str) -> Position:
-    """The position in ``cursor``; 400 invalid_cursor unless this server made it for this list."""
+def decode_cursor(
+    kek: Kek, kind: str, zone_id: str, cursor: str, *, uuid_id: bool = False
+) -> Position:
+    """The position in ``cursor``; 400 invalid_cursor unless this server made it for this list
+    (and, with ``uuid_id``, unless its id is a UUID, as the list's ids are)."""
     if not cursor or len(cursor) > _MAX_CURSOR_CHARS or not _B64URL.match(cursor):
         raise invalid_cursor()
     if len(cursor) % 4 == 1:
@@ -107,7 +113,9 @@ def decode_cursor(kek: Kek, kind: str, zone_id: str, cursor: str) -> Position:
     try:
         row_id = payload[_HEAD.size :].decode()
         at = _EPOCH + timedelta(microseconds=micros)
-    except (UnicodeDecodeError, OverflowError):
+        if uuid_id:
+            UUID(row_id)
+    except (UnicodeDecodeError, OverflowError, ValueError):
         raise invalid_cursor() from None
     return Position(at=at, id=row_id)
 
