@@ -10,21 +10,12 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from controlplane.settings import Settings, SettingsError, load_settings, parse_duration
+from controlplane.embedded import database_url_for
+from controlplane.settings import SettingsError, load_settings, parse_duration
 
 log = logging.getLogger("controlplane")
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _database_url(settings: Settings) -> tuple[str, object | None]:
-    """The configured database URL, or an embedded server's (returned for stopping)."""
-    if settings.database_url:
-        return settings.database_url, None
-    from controlplane.embedded import start_embedded_postgres
-
-    server, url = start_embedded_postgres(settings.data_dir)
-    return url, server
 
 
 def _stopped_by_signal(signum: int, frame: object) -> None:
@@ -43,9 +34,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["workers"] = args.workers
     settings = load_settings(**overrides)
     load_kek(settings.kek, settings.kek_file, settings.data_dir, settings.production)
-    url, server = _database_url(settings)
-    os.environ["DATABASE_URL"] = url
-    try:
+    with database_url_for(settings) as url:
+        os.environ["DATABASE_URL"] = url
         migrate(url)
         log.info(
             "serving",
@@ -61,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
         # uvicorn re-raises the signal that stopped it once it has shut down; with this
-        # handler in place that ends in the `finally` below (stopping the embedded
+        # handler in place the `with` block ends normally (stopping the embedded
         # PostgreSQL) and exit code 0, instead of death by SIGTERM.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _stopped_by_signal)
@@ -76,11 +66,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lifespan="on",
             timeout_graceful_shutdown=30,
         )
-    finally:
-        if server is not None:
-            from controlplane.embedded import stop_embedded_postgres
-
-            stop_embedded_postgres(server)
     return 0
 
 
@@ -89,17 +74,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from controlplane.db import migrate
 
     settings = load_settings()
-    url, server = _database_url(settings)
-    try:
+    with database_url_for(settings) as url:
         applied = migrate(url)
-        print(
-            f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
-        )
-    finally:
-        if server is not None:
-            from controlplane.embedded import stop_embedded_postgres
-
-            stop_embedded_postgres(server)
+    print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
     return 0
 
 
@@ -120,9 +97,8 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
         print(f"error: --ttl: {exc}", file=sys.stderr)
         return 2
     settings = load_settings()
-    url, server = _database_url(settings)
 
-    async def run() -> int:
+    async def run(url: str) -> int:
         migrate(url)
         db = Database(url, 1, 1)
         await db.open()
@@ -149,13 +125,8 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
         )
         return 0
 
-    try:
-        return asyncio.run(run())
-    finally:
-        if server is not None:
-            from controlplane.embedded import stop_embedded_postgres
-
-            stop_embedded_postgres(server)
+    with database_url_for(settings) as url:
+        return asyncio.run(run(url))
 
 
 def build_parser() -> argparse.ArgumentParser:

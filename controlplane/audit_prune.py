@@ -144,20 +144,11 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --older-than must be positive", file=sys.stderr)
         return 2
     settings = load_settings()
-    server = None
-    url = settings.database_url
-    if url is None:
-        from controlplane.embedded import start_embedded_postgres
+    from controlplane.embedded import database_url_for
 
-        server, url = start_embedded_postgres(settings.data_dir)
-    try:
+    with database_url_for(settings) as url:
         migrate(url)
         dropped = asyncio.run(_prune_at(url, seconds, args.dry_run))
-    finally:
-        if server is not None:
-            from controlplane.embedded import stop_embedded_postgres
-
-            stop_embedded_postgres(server)
     verb = "would drop" if args.dry_run else "dropped"
     for name in dropped:
         print(f"{verb} {name}")

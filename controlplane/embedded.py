@@ -5,8 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from controlplane.settings import Settings
 
 log = logging.getLogger("controlplane.embedded")
 
@@ -31,3 +36,16 @@ def stop_embedded_postgres(server: Any) -> None:
     """Stop the embedded server (its data stays for the next run)."""
     server.cleanup()
     log.info("embedded PostgreSQL stopped")
+
+
+@contextmanager
+def database_url_for(settings: Settings) -> Iterator[str]:
+    """``DATABASE_URL``, or an embedded server's URL for the duration (stopped on exit)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    server, url = start_embedded_postgres(settings.data_dir)
+    try:
+        yield url
+    finally:
+        stop_embedded_postgres(server)

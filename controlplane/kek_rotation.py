@@ -85,7 +85,7 @@ async def _rotate(url: str, current: crypto.Kek, new: crypto.Kek) -> RotationRes
 
 def cmd_rotate_kek(args: argparse.Namespace) -> int:
     """Rewrap every zone DEK under the KEK in ``--new-kek-file`` and say what was done."""
-    from controlplane.__main__ import _database_url
+    from controlplane.embedded import database_url_for
 
     settings = load_settings()
     try:
@@ -101,18 +101,13 @@ def cmd_rotate_kek(args: argparse.Namespace) -> int:
     if new.key_id == current.key_id:
         print(f"error: the new KEK is the current KEK (id {current.key_id})", file=sys.stderr)
         return 2
-    url, server = _database_url(settings)
     try:
-        migrate(url)
-        result = asyncio.run(_rotate(url, current, new))
+        with database_url_for(settings) as url:
+            migrate(url)
+            result = asyncio.run(_rotate(url, current, new))
     except RotationError as exc:
         print(f"error: {exc}; nothing was changed", file=sys.stderr)
         return 1
-    finally:
-        if server is not None:
-            from controlplane.embedded import stop_embedded_postgres
-
-            stop_embedded_postgres(server)
     for zone_id in result.rewrapped:
         print(f"rewrapped the DEK of zone {zone_id}")
     print(

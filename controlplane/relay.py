@@ -175,14 +175,13 @@ async def relay_component(services: Services) -> AsyncIterator[None]:
 
 def cmd_relay(args: argparse.Namespace) -> int:
     """Run the outbox relay alone until interrupted."""
-    from controlplane.__main__ import _database_url
     from controlplane.db import migrate
+    from controlplane.embedded import database_url_for
     from controlplane.settings import load_settings
 
     settings = load_settings()
-    url, server = _database_url(settings)
 
-    async def run() -> None:
+    async def run(url: str) -> None:
         migrate(url)
         db = Database(url, 1, 2)
         await db.open()
@@ -199,13 +198,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
             await relay.close()
             await db.close()
 
-    try:
-        asyncio.run(run())
-    finally:
-        if server is not None:
-            from controlplane.embedded import stop_embedded_postgres
-
-            stop_embedded_postgres(server)
+    with database_url_for(settings) as url:
+        asyncio.run(run(url))
     return 0
 
 
