@@ -7,8 +7,7 @@ from typing import Any
 
 from uuid6 import uuid7
 
-from controlplane.auth import hash_token
-from controlplane.crypto import generate_admin_token
+from controlplane.crypto import generate_admin_token, hash_admin_token
 from controlplane.db import Conn
 
 TOKEN_COLUMNS = "id, name, scope, zone_id, created_at, expires_at, last_used_at, revoked_at"
@@ -25,7 +24,7 @@ async def create_token(
         " VALUES (%s, %s, %s, %s, %s,"
         " CASE WHEN %s::integer IS NULL THEN NULL ELSE now() + make_interval(secs => %s) END)"
         f" RETURNING {TOKEN_COLUMNS}",
-        (uuid7(), name, scope, zone_id, hash_token(token), expires_in, expires_in),
+        (uuid7(), name, scope, zone_id, hash_admin_token(token), expires_in, expires_in),
     )
     row = await cur.fetchone()
     assert row is not None
@@ -37,7 +36,7 @@ async def upsert_env_token(conn: Conn, token: str) -> None:
     await conn.execute(
         "INSERT INTO admin_tokens (id, name, scope, token_sha256) VALUES (%s, %s, 'global', %s)"
         " ON CONFLICT (token_sha256) DO NOTHING",
-        (uuid7(), ENV_TOKEN_NAME, hash_token(token)),
+        (uuid7(), ENV_TOKEN_NAME, hash_admin_token(token)),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,10 +10,11 @@ from typing import Any, Literal
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from controlplane.crypto import hash_admin_token
 from controlplane.errors import ApiError
 from controlplane.token_cache import token_cache_of
 
-_BEARER = re.compile(r"^Bearer ([\x21-\x7e]{1,512})$", re.I)
+_BEARER = re.compile(rb"^Bearer ([\x21-\x7e]{1,512})$", re.I)
 _LAST_USED_EVERY = timedelta(seconds=60)
 
 Scope = Literal["global", "zone", "public"]
@@ -28,11 +28,6 @@ class AdminToken:
     scope: Literal["global", "zone"]
     zone_id: str | None
     expires_at: datetime | None = None
-
-
-def hash_token(token: str) -> str:
-    """SHA-256 hex of a token: the only form in which tokens are stored."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def invalid_token() -> ApiError:
@@ -52,13 +47,12 @@ async def admin_guard(
     scope: Scope = handler.opt.get("scope", "zone")
     if scope == "public" or not connection.scope["path"].startswith("/v1/"):
         return
-    header = connection.headers.get("authorization")
-    match = _BEARER.match(header) if header else None
+    match = _bearer_token(connection.scope["headers"])  # type: ignore[typeddict-item]
     if match is None:
         raise invalid_token()
     token = await authenticate(
         connection.app.state.services,
-        hash_token(match.group(1)),
+        hash_admin_token(match.group(1).decode("ascii")),
         cached=handler.opt.get("token_cache", False),
     )
     if token is None:
@@ -69,6 +63,15 @@ async def admin_guard(
         if connection.path_params.get("zone_id") != token.zone_id:
             raise zone_mismatch()
     connection.state.admin_token = token
+
+
+def _bearer_token(headers: list[tuple[bytes, bytes]]) -> re.Match[bytes] | None:
+    """The first ``Authorization`` header matched against ``Bearer <token>``, read from the
+    raw ASGI headers (building Litestar's header multidict cost ~10 µs per request)."""
+    for name, value in headers:
+        if name == b"authorization":
+            return _BEARER.match(value)
+    return None
 
 
 async def authenticate(services: Any, token_sha256: str, *, cached: bool) -> AdminToken | None:
