@@ -155,6 +155,8 @@ async def open_step_up(
     services: Services, ctx: DecisionContext, outcome: Outcome, session_id: str | None
 ) -> Outcome:
     """Open the step-up challenge the decision asks for (``controlplane.step_up``)."""
+    if outcome.decision.step_up is None:
+        return outcome  # the common case: nothing to open, nothing to copy
     decision, challenge = await apply_step_up(
         services.db, ctx.zone_id, session_id, outcome.decision, ctx.request_id
     )
