@@ -4,8 +4,10 @@ A decision input may carry ``input.session = {id, subject_id, expires_at, parent
 authenticated_at?}``. The first decision for an unknown id records the session
 (``session_type`` = ``type``, else ``"delegated"`` with a parent, else ``"user"``); later
 decisions use the stored row (what they say about subject or expiry is ignored). A revoked
-or expired session denies every decision (``session_revoked`` / ``session_expired``) before
-any policy runs; a live one tells the policies whether a step-up was satisfied.
+or expired session — or one with a revoked or expired recorded ancestor on its
+``parent_id`` chain — denies every decision (``session_revoked`` / ``session_expired``)
+before any policy runs; a live one tells the policies whether a step-up was satisfied.
+Revoking a user's sessions revokes the sessions delegated from them too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from controlplane.errors import ApiError, Issue
 from controlplane.pdp.evaluate import Decision
 
 __all__ = [
+    "MAX_CHAIN_DEPTH",
     "MAX_ID_LENGTH",
     "SESSION_STATUS_SQL",
     "SessionClaim",
@@ -138,15 +141,33 @@ def session_claim(decision_input: dict[str, Any]) -> SessionClaim | None:
     )
 
 
-_STATE_SQL = """
-SELECT s.revoked_at IS NOT NULL AS revoked,
-       s.expires_at <= now() AS expired,
+#: How many ancestors of a delegated session are checked (a deeper chain, or a cycle of
+#: parent ids, is cut off there).
+MAX_CHAIN_DEPTH = 32
+
+# A session is revoked (expired) when it or any recorded ancestor is. An ancestor that was
+# never recorded is not known to this control plane and is not checked.
+_STATE_SQL = f"""
+SELECT s.revoked_at IS NOT NULL OR coalesce(up.revoked, false) AS revoked,
+       s.expires_at <= now() OR coalesce(up.expired, false) AS expired,
        EXISTS (
            SELECT 1 FROM step_up_challenges c
            WHERE c.zone_id = s.zone_id AND c.session_id = s.id
              AND c.satisfied_at IS NOT NULL AND c.expires_at > now()
        ) AS step_up_satisfied
-FROM {source} s
+FROM {{source}} s
+LEFT JOIN LATERAL (
+    WITH RECURSIVE chain (id, parent_id, revoked_at, expires_at, depth) AS (
+        SELECT p.id, p.parent_id, p.revoked_at, p.expires_at, 1
+        FROM sessions p WHERE p.zone_id = s.zone_id AND p.id = s.parent_id
+        UNION ALL
+        SELECT p.id, p.parent_id, p.revoked_at, p.expires_at, chain.depth + 1
+        FROM chain JOIN sessions p ON p.zone_id = s.zone_id AND p.id = chain.parent_id
+        WHERE chain.depth < {MAX_CHAIN_DEPTH}
+    )
+    SELECT bool_or(revoked_at IS NOT NULL) AS revoked, bool_or(expires_at <= now()) AS expired
+    FROM chain
+) up ON s.parent_id IS NOT NULL
 """
 
 _SELECT_SQL = _STATE_SQL.format(source="sessions") + " WHERE s.zone_id = %s AND s.id = %s"
@@ -158,11 +179,12 @@ _RECORD_SQL = (
     " SELECT %s, %s, %s, %s, %s, %s, coalesce(%s, now())"
     " WHERE NOT EXISTS (SELECT 1 FROM sessions WHERE zone_id = %s AND id = %s)"
     " ON CONFLICT (zone_id, id) DO NOTHING"
-    " RETURNING zone_id, id, revoked_at, expires_at),"
+    " RETURNING zone_id, id, parent_id, revoked_at, expires_at),"
     " found AS ("
-    " SELECT zone_id, id, revoked_at, expires_at FROM inserted"
+    " SELECT zone_id, id, parent_id, revoked_at, expires_at FROM inserted"
     " UNION ALL"
-    " SELECT zone_id, id, revoked_at, expires_at FROM sessions WHERE zone_id = %s AND id = %s)"
+    " SELECT zone_id, id, parent_id, revoked_at, expires_at FROM sessions"
+    " WHERE zone_id = %s AND id = %s)"
     + _STATE_SQL.format(source="found")
     + " LIMIT 1"
 )
@@ -227,15 +249,32 @@ async def check_session(conn: Conn, zone_id: str, claim: SessionClaim) -> Sessio
     return SessionState(None, bool(row["step_up_satisfied"]))
 
 
-async def revoke_subject_sessions(conn: Conn, zone_id: str, subject_id: str) -> list[str]:
-    """Revoke every active session of ``subject_id`` in the zone; return their ids."""
+async def revoke_subject_sessions(
+    conn: Conn, zone_id: str, subject_id: str
+) -> list[tuple[str, str]]:
+    """Revoke every active session of ``subject_id`` in the zone and every active session
+    delegated from one of them (down the ``parent_id`` chain, whoever its subject);
+    return ``(session_id, subject_id)`` of each, ordered by session id."""
     cur = await conn.execute(
-        "UPDATE sessions SET revoked_at = now()"
-        " WHERE zone_id = %s AND subject_id = %s AND revoked_at IS NULL AND expires_at > now()"
-        " RETURNING id",
-        (zone_id, subject_id),
+        f"""
+        WITH RECURSIVE doomed (id, depth) AS (
+            SELECT id, 0 FROM sessions
+            WHERE zone_id = %(zone)s AND subject_id = %(subject)s
+              AND revoked_at IS NULL AND expires_at > now()
+            UNION
+            SELECT child.id, doomed.depth + 1
+            FROM doomed JOIN sessions child
+              ON child.zone_id = %(zone)s AND child.parent_id = doomed.id
+            WHERE doomed.depth < {MAX_CHAIN_DEPTH}
+        )
+        UPDATE sessions SET revoked_at = now()
+        WHERE zone_id = %(zone)s AND id IN (SELECT id FROM doomed)
+          AND revoked_at IS NULL AND expires_at > now()
+        RETURNING id, subject_id
+        """,
+        {"zone": zone_id, "subject": subject_id},
     )
-    return sorted(row["id"] for row in await cur.fetchall())
+    return sorted((row["id"], row["subject_id"]) for row in await cur.fetchall())
 
 
 class SessionGate:

@@ -237,9 +237,9 @@ class GrantController(Controller):
                 (zone_id, grant_uuid),
             )
             user_id = grant["user_id"]
-            session_ids = await revoke_subject_sessions(conn, zone_id, user_id)
+            revoked = await revoke_subject_sessions(conn, zone_id, user_id)
             async with conn.pipeline():
-                for session_id in session_ids:
+                for session_id, subject_id in revoked:
                     await enqueue(
                         conn,
                         zone_id=zone_id,
@@ -247,7 +247,7 @@ class GrantController(Controller):
                         payload={
                             "zone_id": zone_id,
                             "session_id": session_id,
-                            "subject_id": user_id,
+                            "subject_id": subject_id,
                             "reason": "grant_revoked",
                             "grant_id": str(grant_uuid),
                         },
@@ -260,6 +260,6 @@ class GrantController(Controller):
                 metadata={
                     "grant_id": str(grant_uuid),
                     "user_id": user_id,
-                    "revoked_sessions": len(session_ids),
+                    "revoked_sessions": len(revoked),
                 },
             )

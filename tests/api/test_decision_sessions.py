@@ -152,6 +152,53 @@ def test_expired_session_is_denied(client: TestClient, allow_zone: str) -> None:
     assert decide(client, z, {"session": session("fresh")})["decision"] == "allow"
 
 
+def delegated(session_id: str, parent_id: str, **fields: Any) -> dict[str, Any]:
+    return session(session_id, subject_id="agent-7", parent_id=parent_id, **fields)
+
+
+def test_delegated_session_dies_with_an_ancestor(
+    client: TestClient, allow_zone: str, db: psycopg.Connection[Any]
+) -> None:
+    z = allow_zone
+    assert decide(client, z, {"session": session("user")})["decision"] == "allow"
+    assert decide(client, z, {"session": delegated("agent", "user")})["decision"] == "allow"
+    assert decide(client, z, {"session": delegated("sub-agent", "agent")})["decision"] == "allow"
+    assert get_session(client, z, "sub-agent")["session_type"] == "delegated"
+
+    db.execute("UPDATE sessions SET expires_at = now() - interval '1 s' WHERE id = 'user'")
+    for child in ("agent", "sub-agent"):
+        body = decide(client, z, {"session": {"id": child}})
+        assert (body["decision"], body["reasons"]) == ("deny", ["session_expired"])
+        assert body["determining_policies"] == []  # no policy ran
+
+    db.execute("UPDATE sessions SET revoked_at = now() WHERE id = 'user'")  # revoked wins
+    body = decide(client, z, {"session": {"id": "sub-agent"}})
+    assert (body["decision"], body["reasons"]) == ("deny", ["session_revoked"])
+
+    # a session first seen with a dead parent is recorded, and denied from the start
+    body = decide(client, z, {"session": delegated("late-agent", "user")})
+    assert (body["decision"], body["reasons"]) == ("deny", ["session_revoked"])
+    assert get_session(client, z, "late-agent")["parent_id"] == "user"
+
+    # the parent's state never leaks sideways: an unrelated session is unaffected
+    assert decide(client, z, {"session": session("other")})["decision"] == "allow"
+
+
+def test_unrecorded_or_cyclic_parents_do_not_block(
+    client: TestClient, allow_zone: str, db: psycopg.Connection[Any]
+) -> None:
+    z = allow_zone
+    # a parent this control plane never saw is not checked
+    assert decide(client, z, {"session": delegated("agent", "unknown")})["decision"] == "allow"
+    # a cycle of parent ids (possible only through recorded claims) ends at the depth limit
+    assert decide(client, z, {"session": delegated("a", "b")})["decision"] == "allow"
+    assert decide(client, z, {"session": delegated("b", "a")})["decision"] == "allow"
+    assert decide(client, z, {"session": {"id": "a"}})["decision"] == "allow"
+    db.execute("UPDATE sessions SET revoked_at = now() WHERE id = 'b'")
+    body = decide(client, z, {"session": {"id": "a"}})
+    assert (body["decision"], body["reasons"]) == ("deny", ["session_revoked"])
+
+
 @pytest.mark.parametrize(
     ("session_value", "path"),
     [

@@ -345,6 +345,48 @@ def test_revoke_cascades_to_the_users_active_sessions_and_the_outbox(
     assert client.get(f"/v1/zones/{z}/sessions/alice-new").json()["status"] == "active"
 
 
+def test_revoke_cascades_down_delegation_chains(
+    client: TestClient, parts: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    z = parts["zone_id"]
+    insert_session(db, z, "alice-1", subject_id="alice")
+    insert_session(
+        db, z, "agent-1", subject_id="agent", session_type="delegated", parent_id="alice-1"
+    )
+    insert_session(
+        db, z, "tool-1", subject_id="tool", session_type="delegated", parent_id="agent-1"
+    )
+    insert_session(
+        db, z, "agent-2", subject_id="agent", session_type="delegated", parent_id="bob-1"
+    )
+    insert_session(db, z, "bob-1", subject_id="bob")
+    created = grant(client, parts, user_id="alice")
+
+    assert client.delete(f"{base(z)}/{created['id']}").status_code == 204
+
+    status = {
+        r["id"]: r["status"]
+        for r in client.get(f"/v1/zones/{z}/sessions?limit=1000").json()["rows"]
+    }
+    assert status == {
+        "alice-1": "revoked",
+        "agent-1": "revoked",
+        "tool-1": "revoked",
+        "agent-2": "active",  # delegated from bob, not from alice
+        "bob-1": "active",
+    }
+    payloads = [m["payload"] for m in outbox(db, z)]
+    assert [(p["session_id"], p["subject_id"]) for p in payloads] == [
+        ("agent-1", "agent"),
+        ("alice-1", "alice"),
+        ("tool-1", "tool"),
+    ]
+    assert {p["reason"] for p in payloads} == {"grant_revoked"}
+    assert {p["grant_id"] for p in payloads} == {created["id"]}
+    (event,) = events(db, z, "grant.revoked")
+    assert event["metadata_json"]["revoked_sessions"] == 3
+
+
 def test_revoke_without_sessions_enqueues_nothing(
     client: TestClient, parts: dict[str, str], db: psycopg.Connection[Any]
 ) -> None:
