@@ -184,9 +184,7 @@ _RECORD_SQL = (
     " SELECT zone_id, id, parent_id, revoked_at, expires_at FROM inserted"
     " UNION ALL"
     " SELECT zone_id, id, parent_id, revoked_at, expires_at FROM sessions"
-    " WHERE zone_id = %s AND id = %s)"
-    + _STATE_SQL.format(source="found")
-    + " LIMIT 1"
+    " WHERE zone_id = %s AND id = %s)" + _STATE_SQL.format(source="found") + " LIMIT 1"
 )
 
 
