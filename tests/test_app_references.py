@@ -7,6 +7,8 @@ policy version of the zone's active or shadow set version mentions its id.
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 from uuid import UUID
 
@@ -47,29 +49,30 @@ def _create_app(client: TestClient, zone_id: str) -> dict[str, Any]:
     return response.json()
 
 
+def _set_version(client: TestClient, zone_id: str, contents: list[str]) -> tuple[str, str]:
+    """A new policy set with one version of the policies ``contents``: (set id, version id)."""
+    base = f"/v1/zones/{zone_id}"
+    version_ids = []
+    for content in contents:
+        created = client.post(f"{base}/policies", json={"name": "p", "content": content})
+        assert created.status_code == 201, created.text
+        version_ids.append(created.json()["version"]["id"])
+    policy_set = client.post(f"{base}/policy-sets", json={"name": "s"}).json()
+    version = client.post(
+        f"{base}/policy-sets/{policy_set['id']}/versions",
+        json={"manifest": [{"policy_version_id": v} for v in version_ids]},
+    )
+    assert version.status_code == 201, version.text
+    return policy_set["id"], version.json()["id"]
+
+
 def _activate(client: TestClient, zone_id: str, contents: list[str], shadow: list[str]) -> None:
     """Activate a set of policies (``contents``), optionally with a shadow set version."""
-    base = f"/v1/zones/{zone_id}"
-
-    def set_version(items: list[str]) -> tuple[str, str]:
-        version_ids = []
-        for content in items:
-            created = client.post(f"{base}/policies", json={"name": "p", "content": content})
-            assert created.status_code == 201, created.text
-            version_ids.append(created.json()["version"]["id"])
-        policy_set = client.post(f"{base}/policy-sets", json={"name": "s"}).json()
-        version = client.post(
-            f"{base}/policy-sets/{policy_set['id']}/versions",
-            json={"manifest": [{"policy_version_id": v} for v in version_ids]},
-        )
-        assert version.status_code == 201, version.text
-        return policy_set["id"], version.json()["id"]
-
-    set_id, version_id = set_version(contents)
+    set_id, version_id = _set_version(client, zone_id, contents)
     body: dict[str, Any] = {"version_id": version_id}
     if shadow:
-        body["shadow_version_id"] = set_version(shadow)[1]
-    response = client.post(f"{base}/policy-sets/{set_id}/activate", json=body)
+        body["shadow_version_id"] = _set_version(client, zone_id, shadow)[1]
+    response = client.post(f"/v1/zones/{zone_id}/policy-sets/{set_id}/activate", json=body)
     assert response.status_code == 202, response.text
 
 
@@ -98,6 +101,44 @@ def test_downgrade_to_public_is_refused_while_an_active_policy_references_the_ap
     assert client.patch(f"{url}/{app['id']}", json={"name": "x"}).status_code == 200
     response = client.patch(f"{url}/{other['id']}", json={"credential_type": "public"})
     assert response.status_code == 200, response.text
+
+
+def test_downgrade_waits_for_an_activation_in_flight_and_sees_it(
+    client: TestClient, zone: dict[str, Any], database_url: str
+) -> None:
+    z = zone["id"]
+    app = _create_app(client, z)
+    _, version_id = _set_version(client, z, [_rego(app["id"])])
+    locked, done = threading.Event(), threading.Event()
+
+    def activation_in_flight() -> None:
+        # what an activation's transaction does: lock the zone row, switch the active version
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "SELECT 1 FROM zones WHERE id = %s AND archived_at IS NULL FOR NO KEY UPDATE",
+                (z,),
+            )
+            conn.execute(
+                "INSERT INTO zone_policy_state (zone_id, active_version_id) VALUES (%s, %s)",
+                (z, version_id),
+            )
+            locked.set()
+            time.sleep(0.5)
+            done.set()
+        # leaving the block commits
+
+    thread = threading.Thread(target=activation_in_flight)
+    thread.start()
+    try:
+        assert locked.wait(10)
+        response = client.patch(
+            f"/v1/zones/{z}/applications/{app['id']}", json={"credential_type": "public"}
+        )
+    finally:
+        thread.join()
+    assert done.is_set()  # the PATCH was answered only after the activation committed
+    assert response.status_code == 409, response.text
+    assert response.json()["error"] == "app_referenced_by_active_policy"
 
 
 def test_a_later_activation_without_the_reference_frees_the_app(

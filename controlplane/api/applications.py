@@ -295,7 +295,9 @@ class ApplicationController(Controller):
         secret_hash = None if given_secret is None else await hash_secret(services, given_secret)
         generated: str | None = None
         async with services.db.transaction() as conn:
-            await require_zone(conn, zone_id)
+            # A downgrade to public is checked against the active policies: the zone lock
+            # makes it wait for an activation in flight and see what that activation made.
+            await require_zone(conn, zone_id, lock=changes.get("credential_type") == "public")
             current = await require_application(conn, zone_id, app_id, lock=True)
             method = changes.pop("registration_method", current["registration_method"])
             if method != current["registration_method"]:

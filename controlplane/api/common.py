@@ -28,10 +28,15 @@ def parse_uuid(value: str, not_found_code: str) -> UUID:
 
 
 async def require_zone(conn: Conn, zone_id: str, *, lock: bool = False) -> dict[str, Any]:
-    """The active zone row, or 404 zone_not_found."""
+    """The active zone row, or 404 zone_not_found.
+
+    ``lock`` takes the zone row ``FOR NO KEY UPDATE`` until the transaction ends: zone
+    updates and archiving, policy-set activation and an application's downgrade to
+    ``public`` serialise on it (rows referencing the zone can still be inserted meanwhile).
+    """
     cur = await conn.execute(
         "SELECT * FROM zones WHERE id = %s AND archived_at IS NULL"
-        + (" FOR UPDATE" if lock else ""),
+        + (" FOR NO KEY UPDATE" if lock else ""),
         (zone_id,),
     )
     row = await cur.fetchone()

@@ -479,12 +479,7 @@ class PolicySetController(Controller):
         actor = actor_id(request)
         runtime = runtime_of(services)
         async with services.db.transaction() as conn:
-            cur = await conn.execute(
-                "SELECT id FROM zones WHERE id = %s AND archived_at IS NULL FOR NO KEY UPDATE",
-                (zone_id,),
-            )
-            if await cur.fetchone() is None:
-                raise ApiError(404, "zone_not_found")
+            await require_zone(conn, zone_id, lock=True)
             set_uuid = await require_set(conn, zone_id, set_id)
             activation, state = await activate_in(
                 conn,
