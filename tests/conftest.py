@@ -8,6 +8,7 @@ in a temporary directory (what runs on our machines and in CI).
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import shutil
 import tempfile
@@ -26,11 +27,29 @@ from controlplane.app import create_app
 from controlplane.crypto import Kek
 from controlplane.db import migrate
 from controlplane.settings import Settings, load_settings
+from tests.log_secret_scan import SecretScanningHandler
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 TEST_KEK = Kek(bytes(range(32)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_logs() -> Iterator[SecretScanningHandler]:
+    """Every log record of the service during the whole session is searched for secrets
+    (``tests/log_secret_scan.py``); one found fails the session's last test at teardown."""
+    service_logger = logging.getLogger("controlplane")  # the parent of every service logger
+    handler = SecretScanningHandler([ADMIN_TOKEN, base64.b64encode(TEST_KEK.key).decode()])
+    previous_level = service_logger.level
+    service_logger.setLevel(logging.DEBUG)
+    service_logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        service_logger.removeHandler(handler)
+        service_logger.setLevel(previous_level)
+    assert not handler.leaks, f"secrets in {len(handler.leaks)} log lines: {handler.leaks[:3]}"
 
 
 def _docker_answers() -> bool:
