@@ -285,6 +285,12 @@ def test_a_sessions_cursor_is_not_a_grants_cursor(
     assert response.json()["error"] == "invalid_cursor"
 
 
+def session_statuses(client: TestClient, zone_id: str) -> dict[str, str]:
+    """``{session id: status}`` of the zone's sessions, as the sessions API lists them."""
+    rows = client.get(f"/v1/zones/{zone_id}/sessions?limit=1000").json()["rows"]
+    return {r["id"]: r["status"] for r in rows}
+
+
 def test_revoke_cascades_to_the_users_active_sessions_and_the_outbox(
     client: TestClient, make_zone: Any, parts: dict[str, str], db: psycopg.Connection[Any]
 ) -> None:
@@ -307,11 +313,7 @@ def test_revoke_cascades_to_the_users_active_sessions_and_the_outbox(
 
     revoked = client.get(f"{base(z)}/{created['id']}").json()
     assert revoked["status"] == "revoked" and revoked["revoked_at"].endswith("Z")
-    status = {
-        r["id"]: r["status"]
-        for r in client.get(f"/v1/zones/{z}/sessions?limit=1000").json()["rows"]
-    }
-    assert status == {
+    assert session_statuses(client, z) == {
         "alice-1": "revoked",
         "alice-2": "revoked",
         "alice-expired": "expired",
@@ -364,11 +366,7 @@ def test_revoke_cascades_down_delegation_chains(
 
     assert client.delete(f"{base(z)}/{created['id']}").status_code == 204
 
-    status = {
-        r["id"]: r["status"]
-        for r in client.get(f"/v1/zones/{z}/sessions?limit=1000").json()["rows"]
-    }
-    assert status == {
+    assert session_statuses(client, z) == {
         "alice-1": "revoked",
         "agent-1": "revoked",
         "tool-1": "revoked",
