@@ -46,7 +46,7 @@ from controlplane.relay import relay_component
 from controlplane.request_context import RequestContextMiddleware
 from controlplane.services import Services
 from controlplane.settings import Settings, load_settings
-from controlplane.strict_body import strict_body
+from controlplane.strict_input import strict_input
 
 log = logging.getLogger("controlplane")
 
@@ -123,7 +123,7 @@ def create_app(
         ],
         guards=[admin_guard],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=strict_body,
+        before_request=strict_input,
         lifespan=[lifespan],
         state=_state(services),
         request_max_body_size=MAX_BODY_BYTES,

@@ -184,9 +184,17 @@ def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> 
     return error_response(500, "internal_error", f"request_id={request_id}")
 
 
-def _data_error_handler(request: Request[Any, Any, Any], exc: psycopg.DataError) -> Response[Any]:
-    """A value PostgreSQL cannot store (a NUL character in a string, a number out of range):
-    the caller's input, so 400 invalid_body. The message is not logged: it may quote the value."""
+_REFUSED_VALUE = {
+    # a NUL character in a string, a number out of range …
+    "data": "a value cannot be stored (strings must not contain NUL, numbers must be in range)",
+    # an indexed value over PostgreSQL's index entry size (~2.7 kB)
+    "size": "a value is too large to be stored",
+}
+
+
+def _refused_value_handler(request: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Any]:
+    """A value PostgreSQL cannot store: the caller's input, so 400 invalid_body. The
+    database's message is not logged: it may quote the value."""
     log.warning(
         "value refused by the database",
         extra={
@@ -195,14 +203,16 @@ def _data_error_handler(request: Request[Any, Any, Any], exc: psycopg.DataError)
             "sqlstate": exc.sqlstate,
         },
     )
-    message = "a value cannot be stored (strings must not contain NUL, numbers must be in range)"
-    return error_response(400, "invalid_body", issues=[Issue(path=[], message=message)])
+    kind = "size" if isinstance(exc, psycopg.errors.ProgramLimitExceeded) else "data"
+    issue = Issue(path=[], message=_REFUSED_VALUE[kind])
+    return error_response(400, "invalid_body", issues=[issue])
 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error_handler,
     ValidationException: _validation_handler,
     HTTPException: _http_exception_handler,
-    psycopg.DataError: _data_error_handler,
+    psycopg.DataError: _refused_value_handler,
+    psycopg.errors.ProgramLimitExceeded: _refused_value_handler,
     Exception: _internal_error_handler,
 }

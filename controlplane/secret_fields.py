@@ -3,6 +3,11 @@
 A key is secret when it matches `SECRET_KEY_RE` (the contract's pattern, searched anywhere in
 the key, case-insensitive) unless it ends in `_url`, `_uri` or `_endpoint` (case-insensitive):
 those are configuration (`token_url`, `token_endpoint`).
+
+Audit redaction also leaves alone the few fields of this API whose names match the pattern
+but whose values are never secret (`NOT_SECRET_FIELDS`: an application's `credential_type`,
+a resource's `credential_provider_id`, a provider's `secret_config_keys`), so that the audit
+record keeps what changed. Provider secret extraction follows the contract's rule alone.
 """
 
 from __future__ import annotations
@@ -12,13 +17,22 @@ import functools
 import re
 from typing import Any
 
-__all__ = ["REDACTED", "SECRET_KEY_RE", "is_secret_key", "redact", "split_secrets"]
+__all__ = [
+    "NOT_SECRET_FIELDS",
+    "REDACTED",
+    "SECRET_KEY_RE",
+    "is_redacted_key",
+    "is_secret_key",
+    "redact",
+    "split_secrets",
+]
 
 SECRET_KEY_RE = re.compile(
     r"secret|password|token|api[_-]?key|private[_-]?key|credential|passphrase", re.I
 )
 REDACTED = "[REDACTED]"
 _CONFIG_SUFFIXES = ("_url", "_uri", "_endpoint")
+NOT_SECRET_FIELDS = frozenset(("credential_type", "credential_provider_id", "secret_config_keys"))
 _IMMUTABLE = (str, int, float)
 
 
@@ -26,6 +40,12 @@ _IMMUTABLE = (str, int, float)
 def is_secret_key(key: str) -> bool:
     """True if a field named `key` holds a secret (see the module docstring)."""
     return SECRET_KEY_RE.search(key) is not None and not key.lower().endswith(_CONFIG_SUFFIXES)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_redacted_key(key: str) -> bool:
+    """True if audit metadata hides the value of a field named `key`."""
+    return is_secret_key(key) and key not in NOT_SECRET_FIELDS
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +120,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            if isinstance(key, str) and is_secret_key(key):
+            if isinstance(key, str) and is_redacted_key(key):
                 out[key] = REDACTED
             elif item is None or isinstance(item, _IMMUTABLE):  # no copy, no call: hot path
                 out[key] = item

@@ -201,6 +201,8 @@ class AuditController(Controller):
         """Every event of one request in this zone, oldest first; 404 request_not_found."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
+            if "\x00" in request_id:  # never stored (ids with one are refused)
+                raise ApiError(404, "request_not_found")
             cur = await conn.execute(
                 f"SELECT {DETAIL_COLUMNS} FROM audit_events"
                 " WHERE zone_id = %s AND request_id = %s"

@@ -34,6 +34,8 @@ async def require_zone(conn: Conn, zone_id: str, *, lock: bool = False) -> dict[
     updates and archiving, policy-set activation and an application's downgrade to
     ``public`` serialise on it (rows referencing the zone can still be inserted meanwhile).
     """
+    if "\x00" in zone_id:  # no stored id has one, and PostgreSQL refuses it in a query
+        raise ApiError(404, "zone_not_found")
     cur = await conn.execute(
         "SELECT * FROM zones WHERE id = %s AND archived_at IS NULL"
         + (" FOR NO KEY UPDATE" if lock else ""),

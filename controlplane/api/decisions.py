@@ -35,7 +35,7 @@ from controlplane.secret_fields import redact
 from controlplane.services import Services
 from controlplane.sessions import session_denial, session_gate
 from controlplane.step_up import apply_step_up
-from controlplane.strict_body import decode_strictly
+from controlplane.strict_input import decode_strictly
 from controlplane.zone_keys import current_signing_key
 
 #: Larger inputs are recorded in the audit event by size and hash only.
@@ -55,7 +55,7 @@ _request_decoder = msgspec.json.Decoder(DecisionRequest)
 
 def decode_request(body: bytes) -> DecisionRequest:
     """The body decoded strictly, once (``"sign": "true"`` is 400 invalid_body, never coerced);
-    the errors are those Litestar and ``controlplane.strict_body`` give on other routes."""
+    the errors are those Litestar and ``controlplane.strict_input`` give on other routes."""
     if not body:
         raise invalid_body("Object missing required field `data`")
     return decode_strictly(_request_decoder, body)

@@ -16,6 +16,7 @@ from litestar.di import Provide
 from uuid6 import uuid7
 
 from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
+from controlplane.api.fields import whole_string
 from controlplane.api.pagination import (
     CursorParam,
     LimitParam,
@@ -29,7 +30,7 @@ from controlplane.outbox import TOPIC_SESSION_REVOKE, enqueue
 from controlplane.services import Services
 from controlplane.sessions import MAX_ID_LENGTH, revoke_subject_sessions
 
-GrantScope = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9:_./-]+$", max_length=200)]
+GrantScope = Annotated[str, msgspec.Meta(pattern=whole_string("[a-z0-9:_./-]+"), max_length=200)]
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 GrantStatus = Literal["active", "revoked"]
 

@@ -9,6 +9,7 @@ route exists only when ``CARACAL_LOCAL_BOOTSTRAP_ENABLED=true``.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import msgspec
@@ -20,7 +21,7 @@ from controlplane.api.common import actor_id, services_of
 from controlplane.api.policies import DEFAULT_SCHEMA_VERSION, create_policy_in
 from controlplane.api.policy_sets import activate_in, create_set_in, create_set_version_in
 from controlplane.api.resources import insert_resource
-from controlplane.api.zones import ZoneCreate, derive_slug, insert_zone
+from controlplane.api.zones import MAX_SLUG_LENGTH, ZoneCreate, derive_slug, insert_zone
 from controlplane.audit import record_event
 from controlplane.crypto import generate_client_secret
 from controlplane.db import Conn
@@ -69,17 +70,21 @@ def _result(zone_id: str, app_id: str, *, forced: bool) -> BootstrapResult:
     )
 
 
-async def _create(
-    conn: Conn, services: Services, zone_id: str, actor: str
-) -> tuple[BootstrapResult, ZoneState]:
-    """Create the zone and everything in it; return the result and the PDP state to install."""
-    await insert_zone(
-        conn,
-        services,
-        zone_id,
-        ZoneCreate(name=f"Local ({zone_id})", slug=derive_slug(zone_id) or None),
-        local_bootstrap=True,
-    )
+async def _free_slug(conn: Conn, slug: str) -> str:
+    """``slug``, or, when an active zone already has it, ``slug`` with a random suffix (the
+    bootstrap must not fail because a zone of the same name exists)."""
+    if not slug:
+        return slug
+    cur = await conn.execute("SELECT 1 FROM zones WHERE slug = %s AND archived_at IS NULL", (slug,))
+    if await cur.fetchone() is None:
+        return slug
+    return f"{slug[: MAX_SLUG_LENGTH - 5]}-{secrets.token_hex(2)}"
+
+
+async def _new_application(
+    conn: Conn, services: Services, zone_id: str
+) -> tuple[dict[str, Any], str | None]:
+    """The bootstrap application (a managed token client) and its generated secret."""
     secret_hash, secret = await prepare_secret(services, "token", None)
     application = await insert_application(
         conn,
@@ -90,9 +95,38 @@ async def _create(
         secret_hash=secret_hash,
         traits=[],
     )
-    resource = await insert_resource(
+    return application, secret
+
+
+async def _example_resource(conn: Conn, zone_id: str) -> dict[str, Any]:
+    """The active ``resource://example`` of the zone, created when there is none."""
+    cur = await conn.execute(
+        "SELECT id FROM resources WHERE zone_id = %s AND identifier = %s AND archived_at IS NULL",
+        (zone_id, RESOURCE_IDENTIFIER),
+    )
+    found = await cur.fetchone()
+    if found is not None:
+        return found
+    return await insert_resource(
         conn, zone_id, identifier=RESOURCE_IDENTIFIER, scopes=[SCOPE], name="Example resource"
     )
+
+
+async def _create(
+    conn: Conn, services: Services, zone_id: str, actor: str
+) -> tuple[BootstrapResult, ZoneState, dict[str, Any]]:
+    """Create the zone and everything in it; return the result, the PDP state to install
+    and the ids for the call's one audit event (the parts write no events of their own)."""
+    slug = await _free_slug(conn, derive_slug(zone_id))
+    await insert_zone(
+        conn,
+        services,
+        zone_id,
+        ZoneCreate(name=f"Local ({zone_id})", slug=slug or msgspec.UNSET),
+        local_bootstrap=True,
+    )
+    application, secret = await _new_application(conn, services, zone_id)
+    resource = await _example_resource(conn, zone_id)
     template = get_template(TEMPLATE_ID)
     assert template is not None
     policy, version = await create_policy_in(
@@ -104,6 +138,7 @@ async def _create(
         owner_type="customer",
         schema_version=DEFAULT_SCHEMA_VERSION,
         actor=actor,
+        audit=False,
     )
     policy_set = await create_set_in(
         conn,
@@ -111,6 +146,7 @@ async def _create(
         name=POLICY_SET_NAME,
         description="Created by the local bootstrap",
         actor=actor,
+        audit=False,
     )
     set_version = await create_set_version_in(
         conn,
@@ -119,8 +155,9 @@ async def _create(
         wanted=[version["id"]],
         schema_version=DEFAULT_SCHEMA_VERSION,
         actor=actor,
+        audit=False,
     )
-    _, state = await activate_in(
+    activation, state = await activate_in(
         conn,
         runtime_of(services),
         zone_id=zone_id,
@@ -128,6 +165,7 @@ async def _create(
         version_id=set_version["id"],
         shadow_version_id=None,
         actor=actor,
+        audit=False,
     )
     await conn.execute(
         "INSERT INTO local_bootstrap (zone_id, application_id, resource_id, policy_id,"
@@ -136,27 +174,61 @@ async def _create(
     )
     result = _result(zone_id, str(application["id"]), forced=False)
     result.app_client_secret = secret or msgspec.UNSET
-    return result, state
+    created = {
+        "slug": slug,
+        "application_id": str(application["id"]),
+        "resource_id": str(resource["id"]),
+        "policy_id": str(policy["id"]),
+        "policy_version_id": str(version["id"]),
+        "policy_set_id": str(policy_set["id"]),
+        "policy_set_version_id": str(set_version["id"]),
+        "outbox_id": activation.outbox_id,
+    }
+    return result, state, created
 
 
-async def _existing(conn: Conn, services: Services, zone_id: str, force: bool) -> BootstrapResult:
-    """The bootstrap state already there; with ``force`` a new secret and signing key."""
+async def _existing(
+    conn: Conn, services: Services, zone_id: str, force: bool
+) -> tuple[BootstrapResult, dict[str, Any]]:
+    """The bootstrap state already there, its application and resource made again if they
+    were archived; with ``force`` a new secret and signing key. Returns the result and what
+    was remade (empty when nothing was)."""
     cur = await conn.execute(
-        "SELECT application_id FROM local_bootstrap WHERE zone_id = %s", (zone_id,)
+        "SELECT b.application_id, b.resource_id,"
+        " a.archived_at IS NULL AS application_live, r.archived_at IS NULL AS resource_live"
+        " FROM local_bootstrap b"
+        " JOIN applications a ON a.zone_id = b.zone_id AND a.id = b.application_id"
+        " JOIN resources r ON r.zone_id = b.zone_id AND r.id = b.resource_id"
+        " WHERE b.zone_id = %s",
+        (zone_id,),
     )
     row = await cur.fetchone()
     if row is None:
         raise ApiError(409, "zone_not_local_bootstrap", "the zone has no bootstrap record")
-    result = _result(zone_id, str(row["application_id"]), forced=force)
-    if force:
+    remade: dict[str, Any] = {}
+    application_id, secret = row["application_id"], None
+    if not row["application_live"]:
+        application, secret = await _new_application(conn, services, zone_id)
+        application_id = remade["application_id"] = application["id"]
+    elif force:
         secret = generate_client_secret()
         await conn.execute(
             "UPDATE applications SET client_secret_hash = %s WHERE zone_id = %s AND id = %s",
-            (await hash_secret(services, secret), zone_id, row["application_id"]),
+            (await hash_secret(services, secret), zone_id, application_id),
         )
+    resource_id = row["resource_id"]
+    if not row["resource_live"]:
+        resource_id = remade["resource_id"] = (await _example_resource(conn, zone_id))["id"]
+    if remade:
+        await conn.execute(
+            "UPDATE local_bootstrap SET application_id = %s, resource_id = %s WHERE zone_id = %s",
+            (application_id, resource_id, zone_id),
+        )
+    if force:
         await reseal_signing_key(conn, services.kek, zone_id, services.settings.key_overlap_seconds)
-        result.app_client_secret = secret
-    return result
+    result = _result(zone_id, str(application_id), forced=force)
+    result.app_client_secret = secret or msgspec.UNSET
+    return result, {key: str(value) for key, value in remade.items()}
 
 
 @post(
@@ -194,21 +266,23 @@ async def local_bootstrap(
                 f"the bootstrap zone {zone_id!r} was archived; set another CARACAL_LOCAL_ZONE_ID",
             )
         if zone is None:
-            result, state = await _create(conn, services, zone_id, actor)
-            status = 201
+            result, state, changed = await _create(conn, services, zone_id, actor)
+            status, event_type = 201, "local.bootstrapped"
         else:
-            result = await _existing(conn, services, zone_id, force)
+            result, changed = await _existing(conn, services, zone_id, force)
             status = 200
-        if status == 201 or force:
+            event_type = "local.bootstrap_forced" if force else "local.bootstrap_repaired"
+        if status == 201 or force or changed:  # one event for a call that changed anything
             await record_event(
                 conn,
                 zone_id=zone_id,
-                event_type="local.bootstrapped" if status == 201 else "local.bootstrap_forced",
+                event_type=event_type,
                 actor_id=actor,
                 metadata={
                     "application_id": result.application_id,
                     "rotated": result.rotated,
                     "signing_key_resealed": result.signing_key_resealed,
+                    "created" if status == 201 else "remade": changed,
                 },
             )
     if state is not None:

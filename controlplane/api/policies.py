@@ -187,8 +187,10 @@ async def create_policy_in(
     owner_type: str,
     schema_version: str,
     actor: str | None,
+    audit: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Insert a policy with its version 1 and the audit event; return both rows.
+    """Insert a policy with its version 1 and (unless ``audit`` is false, for a caller that
+    records one event of its own) the audit event; return both rows.
 
     The caller has validated ``content`` (``validate_rego``) and the zone.
     """
@@ -209,6 +211,8 @@ async def create_policy_in(
         schema_version=schema_version,
         created_by=actor,
     )
+    if not audit:
+        return row, version
     await record_event(
         conn,
         zone_id=zone_id,

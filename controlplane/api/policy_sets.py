@@ -188,9 +188,16 @@ def _archived_entries(row: SetVersionRow) -> list[str]:
 
 
 async def create_set_in(
-    conn: Conn, *, zone_id: str, name: str, description: str | None, actor: str | None
+    conn: Conn,
+    *,
+    zone_id: str,
+    name: str,
+    description: str | None,
+    actor: str | None,
+    audit: bool = True,
 ) -> dict[str, Any]:
-    """Insert a policy set (and its audit event) in the caller's transaction."""
+    """Insert a policy set (and, unless ``audit`` is false, its audit event) in the caller's
+    transaction."""
     cur = await conn.execute(
         "INSERT INTO policy_sets (zone_id, id, name, description, created_by)"
         " VALUES (%s, %s, %s, %s, %s)"
@@ -200,6 +207,8 @@ async def create_set_in(
     )
     row = await cur.fetchone()
     assert row is not None
+    if not audit:
+        return row
     await record_event(
         conn,
         zone_id=zone_id,
@@ -218,9 +227,11 @@ async def create_set_version_in(
     wanted: list[UUID],
     schema_version: str,
     actor: str | None,
+    audit: bool = True,
 ) -> dict[str, Any]:
     """Insert the next version of a (locked) set from policy version ids, checking the
-    manifest rules (404 policy_version_not_found, 422 invalid_policy_contract); audited."""
+    manifest rules (404 policy_version_not_found, 422 invalid_policy_contract); audited
+    unless ``audit`` is false."""
     cur = await conn.execute(
         "SELECT v.id, v.content, v.content_sha256 FROM policy_versions v"
         " JOIN policies p ON p.zone_id = v.zone_id AND p.id = v.policy_id"
@@ -272,6 +283,8 @@ async def create_set_version_in(
         " FROM unnest(%s::uuid[]) WITH ORDINALITY AS m(id, ordinality)",
         (zone_id, version_id, wanted),
     )
+    if not audit:
+        return row
     await record_event(
         conn,
         zone_id=zone_id,
@@ -297,6 +310,7 @@ async def activate_in(
     version_id: UUID,
     shadow_version_id: UUID | None,
     actor: str | None,
+    audit: bool = True,
 ) -> tuple[Activation, ZoneState]:
     """Make ``version_id`` (of set ``set_uuid``) the zone's active version, with an optional
     shadow, and enqueue the invalidation, in the caller's transaction (the zone row locked).
@@ -353,18 +367,19 @@ async def activate_in(
     outbox_id = await enqueue(
         conn, zone_id=zone_id, topic=TOPIC_POLICY_INVALIDATE, payload=announced
     )
-    await record_event(
-        conn,
-        zone_id=zone_id,
-        event_type="policy_set.activated",
-        actor_id=actor,
-        metadata={
-            **announced,
-            "outbox_id": outbox_id,
-            "previous_version_id": _str(previous.get("active_version_id")),
-            "previous_shadow_version_id": _str(previous.get("shadow_version_id")),
-        },
-    )
+    if audit:
+        await record_event(
+            conn,
+            zone_id=zone_id,
+            event_type="policy_set.activated",
+            actor_id=actor,
+            metadata={
+                **announced,
+                "outbox_id": outbox_id,
+                "previous_version_id": _str(previous.get("active_version_id")),
+                "previous_shadow_version_id": _str(previous.get("shadow_version_id")),
+            },
+        )
     state_now = ZoneState(zone_id, state["generation"], compiled_active, compiled_shadow)
     activation = Activation(
         activated=True,

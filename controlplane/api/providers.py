@@ -8,7 +8,7 @@ listed by dotted path in ``secret_config_keys``; secret values are never returne
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -24,6 +24,7 @@ from controlplane.api.common import (
     returning_unique,
     services_of,
 )
+from controlplane.api.fields import Identifier, NonEmpty
 from controlplane.audit import record_event
 from controlplane.db import Conn
 from controlplane.errors import ApiError, invalid_body
@@ -32,7 +33,6 @@ from controlplane.secret_fields import split_secrets
 from controlplane.services import Services
 from controlplane.zone_keys import load_dek
 
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 ProviderKind = Literal["oauth2", "oidc", "apikey", "workload"]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -56,7 +56,7 @@ class Provider(msgspec.Struct):
 class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
     """POST …/providers body; ``name`` defaults to ``identifier``."""
 
-    identifier: NonEmpty
+    identifier: Identifier
     kind: ProviderKind
     name: NonEmpty | None = None
     owner_type: NonEmpty | None = None
@@ -67,7 +67,7 @@ class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
 class ProviderPatch(msgspec.Struct, forbid_unknown_fields=True):
     """PATCH …/providers/{id} body (secret rules in docs/registry.md)."""
 
-    identifier: NonEmpty | Unset = UNSET
+    identifier: Identifier | Unset = UNSET
     kind: ProviderKind | Unset = UNSET
     name: NonEmpty | Unset = UNSET
     owner_type: NonEmpty | Unset = UNSET

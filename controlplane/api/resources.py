@@ -24,12 +24,12 @@ from controlplane.api.common import (
     returning_unique,
     services_of,
 )
+from controlplane.api.fields import Identifier, NonEmpty
 from controlplane.audit import record_event
 from controlplane.db import Conn
 from controlplane.errors import ApiError, invalid_body
 from controlplane.services import Services
 
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Scopes = Annotated[list[NonEmpty], msgspec.Meta(min_length=1)]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -53,7 +53,7 @@ class Resource(msgspec.Struct):
 class ResourceCreate(msgspec.Struct, forbid_unknown_fields=True):
     """POST …/resources body; ``name`` defaults to ``identifier``."""
 
-    identifier: NonEmpty
+    identifier: Identifier
     scopes: Scopes
     name: NonEmpty | None = None
     upstream_url: str | None = None
@@ -64,7 +64,7 @@ class ResourceCreate(msgspec.Struct, forbid_unknown_fields=True):
 class ResourcePatch(msgspec.Struct, forbid_unknown_fields=True):
     """PATCH …/resources/{id} body; ``null`` clears ``upstream_url``/``credential_provider_id``."""
 
-    identifier: NonEmpty | Unset = UNSET
+    identifier: Identifier | Unset = UNSET
     scopes: Scopes | Unset = UNSET
     name: NonEmpty | Unset = UNSET
     upstream_url: str | Unset | None = UNSET

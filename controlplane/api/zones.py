@@ -13,14 +13,16 @@ from psycopg import errors as pg_errors
 from uuid6 import uuid7
 
 from controlplane.api.common import actor_id, require_zone, services_of
+from controlplane.api.fields import NonEmpty, whole_string
 from controlplane.audit import record_event
 from controlplane.errors import ApiError
 from controlplane.pdp.runtime import runtime_of
 from controlplane.services import Services
 from controlplane.zone_keys import provision_zone_keys
 
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9-]+$")]
+#: Longest zone slug (derived slugs are cut to it).
+MAX_SLUG_LENGTH = 200
+Slug = Annotated[str, msgspec.Meta(pattern=whole_string("[a-z0-9-]+"), max_length=MAX_SLUG_LENGTH)]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
@@ -44,7 +46,7 @@ class ZoneCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     name: NonEmpty
     org_id: NonEmpty = "default"
-    slug: Slug | None = None
+    slug: Slug | Unset = UNSET  # absent: derived from name (null is refused like elsewhere)
     dcr_enabled: bool = False
     pkce_required: bool = True
     login_flow: str = "default"
@@ -68,8 +70,9 @@ _NON_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 def derive_slug(name: str) -> str:
-    """Lower-case, runs of non-alphanumerics to one ``-``, trimmed of ``-``."""
-    return _NON_SLUG.sub("-", name.lower()).strip("-")
+    """Lower-case, runs of non-alphanumerics to one ``-``, trimmed of ``-``, at most
+    ``MAX_SLUG_LENGTH`` characters."""
+    return _NON_SLUG.sub("-", name.lower()).strip("-")[:MAX_SLUG_LENGTH].rstrip("-")
 
 
 def slug_taken(slug: str) -> ApiError:
@@ -86,7 +89,7 @@ async def insert_zone(
     conn: Any, services: Services, zone_id: str, body: ZoneCreate, *, local_bootstrap: bool = False
 ) -> Zone:
     """Create a zone with its DEK and signing key; 400 invalid_zone when the slug is taken."""
-    slug = body.slug if body.slug is not None else derive_slug(body.name)
+    slug = body.slug if body.slug is not UNSET else derive_slug(body.name)
     if not slug:
         raise ApiError(400, "invalid_zone", "no slug can be derived from name; give a slug")
     try:
@@ -142,7 +145,8 @@ class ZoneController(Controller):
                 zone_id=zone.id,
                 event_type="zone.created",
                 actor_id=actor_id(request),
-                metadata={"fields": msgspec.to_builtins(data)},
+                # what the zone was created with, defaults and the derived slug included
+                metadata={"fields": {**msgspec.to_builtins(data), "slug": zone.slug}},
             )
         return zone
 

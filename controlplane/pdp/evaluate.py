@@ -296,14 +296,21 @@ def _strings(value: Any, name: str) -> tuple[str, ...] | str | None:
     return tuple(value)
 
 
+#: Longest step-up challenge type (the ``challenge_type`` column's limit).
+MAX_STEP_UP_TYPE = 64
+
+
 def _step_up(value: Any) -> dict[str, Any] | str | None:
     if value is None:
         return None
     if not isinstance(value, dict):
         return f"result has invalid shape: step_up must be an object, got {_kind(value)}"
     kind, ttl = value.get("type"), value.get("ttl")
-    if not isinstance(kind, str) or not kind:
-        return "result has invalid shape: step_up.type must be a non-empty string"
+    if not isinstance(kind, str) or not 1 <= len(kind) <= MAX_STEP_UP_TYPE or "\x00" in kind:
+        return (
+            "result has invalid shape: step_up.type must be a string of 1 to"
+            f" {MAX_STEP_UP_TYPE} characters without NUL"
+        )
     if isinstance(ttl, float) and ttl.is_integer():
         ttl = int(ttl)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:

@@ -295,13 +295,14 @@ def test_every_change_writes_one_audit_event_without_secrets(
     app = response.json()
     url = f"{base(zone['id'])}/{app['id']}"
     client.patch(url, json={"name": "B", "client_secret": "patched-secret-42"})
+    client.patch(url, json={"credential_type": "public"})
     client.delete(url)
     created, updated, archived = (
         events(db, "application.created"),
         events(db, "application.updated"),
         events(db, "application.archived"),
     )
-    assert len(created) == len(updated) == len(archived) == 1
+    assert len(created) == len(archived) == 1 and len(updated) == 2
     assert created[0]["request_id"] == "req-app-create"
     assert created[0]["zone_id"] == zone["id"]
     assert created[0]["decision"] is None
@@ -309,6 +310,9 @@ def test_every_change_writes_one_audit_event_without_secrets(
     assert created[0]["metadata_json"]["generated"] == ["client_secret"]
     assert updated[0]["metadata_json"]["changes"] == {"name": "B"}
     assert updated[0]["metadata_json"]["changed"] == ["client_secret", "name"]
+    # credential_type matches the secret-key pattern but is no secret: the record keeps it
+    assert created[0]["metadata_json"]["credential_type"] == "token"
+    assert updated[1]["metadata_json"]["changes"] == {"credential_type": "public"}
     assert archived[0]["metadata_json"]["application_id"] == app["id"]
     text = str([created, updated, archived])
     assert app["client_secret"] not in text

@@ -132,6 +132,9 @@ def test_since_is_inclusive_and_until_exclusive(
         ("limit=0", ["limit"]),
         ("limit=1001", ["limit"]),
         ("limit=x", ["limit"]),
+        ("limit=1e2", ["limit"]),
+        ("request_id=r%00", ["request_id"]),
+        ("event_type=%00", ["event_type"]),
     ],
 )
 def test_bad_query_values_are_invalid_query(

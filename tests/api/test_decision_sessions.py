@@ -303,6 +303,25 @@ def test_an_expired_satisfied_challenge_no_longer_counts(
     assert again["step_up"]["id"] != challenge_id
 
 
+def test_a_step_up_type_the_service_cannot_store_fails_closed(
+    client: TestClient, zone: dict[str, Any]
+) -> None:
+    z = zone["id"]
+    long_type = "t" * 65
+    active_set(client, z, STEP_UP.replace('"type": "mfa"', f'"type": "{long_type}"'))
+    body = decide(client, z, {"session": session()})
+    assert body["decision"] == "deny" and body["step_up"] is None
+    assert challenges(client, z) == []
+
+
+def test_longest_session_and_subject_ids_are_recorded(client: TestClient, allow_zone: str) -> None:
+    wide = "\U0001f600" * 512  # 512 characters of 4 bytes each
+    body = decide(client, allow_zone, {"session": session(wide, subject_id=wide)})
+    assert body["decision"] == "allow"
+    rows = client.get(f"/v1/zones/{allow_zone}/sessions").json()["rows"]
+    assert [(r["id"], r["subject_id"]) for r in rows] == [(wide, wide)]
+
+
 def test_step_up_without_a_session_denies(client: TestClient, zone: dict[str, Any]) -> None:
     z = zone["id"]
     active_set(client, z, STEP_UP)

@@ -101,6 +101,9 @@ def test_random_garbage_never_yields_a_500(client: TestClient, zone: dict[str, A
         json.dumps({"a": {"b": {"c": [1, 2, {"d": None}]}}}).encode(),
         json.dumps([{"policy_version_id": "x"}] * 3).encode(),
         json.dumps({"name": "x" * 10_000, "scopes": [None, 1, "ok"]}).encode(),
+        b'{"name": "x", "config_json": ' + b'{"a": ' * 500 + b"1" + b"}" * 501,
+        b'{"input": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"name": "\xe9", "content": "\xff", "input": {"a": "\xe9"}}',  # invalid UTF-8
     ]
     bodies += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))) for _ in range(5)]
     for method, path, _scope in v1_routes(client.app):
@@ -117,6 +120,43 @@ def test_random_garbage_never_yields_a_500(client: TestClient, zone: dict[str, A
             assert response.status_code < 500, (method, path, body[:60], response.text)
             if response.status_code >= 400:
                 assert set(response.json()) <= {"error", "issues", "detail"}
+
+
+def nested(depth: int) -> bytes:
+    """``{"a": {"a": … 1 … }}``: objects nested ``depth`` levels deep."""
+    return b'{"a": ' * (depth - 1) + b'{"a": 1' + b"}" * depth
+
+
+def test_bodies_nest_at_most_64_levels(client: TestClient, zone: dict[str, Any]) -> None:
+    z = zone["id"]
+    targets = [  # (route, body wrapping a value nested `depth` levels, counting the body)
+        (
+            f"/v1/zones/{z}/providers",
+            lambda d: (
+                b'{"identifier": "p", "kind": "apikey", "config_json": ' + nested(d - 1) + b"}"
+            ),
+        ),
+        (f"/v1/zones/{z}/decisions", lambda d: b'{"input": ' + nested(d - 1) + b"}"),
+    ]
+    for route, body in targets:
+        for depth, deep_enough in ((65, True), (900, True), (64, False)):
+            response = client.post(
+                route, content=body(depth), headers={"content-type": "application/json"}
+            )
+            assert response.status_code < 500, (route, depth, response.text)
+            issues = response.json().get("issues") or [{}]
+            refused = issues[0].get("message") == "JSON nested deeper than 64 levels"
+            assert refused is deep_enough, (route, depth, response.text)
+    # brackets inside strings do not count
+    text = json.dumps(
+        {"identifier": "q", "kind": "apikey", "config_json": {"x": "[" * 500}}
+    ).encode()
+    assert (
+        client.post(
+            f"/v1/zones/{z}/providers", content=text, headers={"content-type": "application/json"}
+        ).status_code
+        == 201
+    )
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,7 @@ def test_create_returns_an_active_grant_and_audits_it(
         ({"scopes": [f"s{i}" for i in range(65)]}, ["scopes"]),
         ({"scopes": ["read", "Read"]}, ["scopes", 1]),
         ({"scopes": ["has space"]}, ["scopes", 0]),
+        ({"scopes": ["read\n"]}, ["scopes", 0]),
         ({"scopes": ["a" * 201]}, ["scopes", 0]),
         ({"scopes": "read"}, ["scopes"]),
         ({"extra": 1}, ["extra"]),
@@ -262,6 +263,8 @@ def test_list_filters_and_pages(client: TestClient, parts: dict[str, str]) -> No
         ("status=expired", ["status"]),
         ("limit=0", ["limit"]),
         ("limit=1001", ["limit"]),
+        ("limit=10.0", ["limit"]),
+        ("user_id=u%00", ["user_id"]),
     ],
 )
 def test_bad_list_queries_are_invalid_query(

@@ -61,8 +61,20 @@ def test_first_call_creates_everything_and_returns_the_secret_once(
     assert policy["name"] == "role-based"
     (policy_set,) = local.get("/v1/zones/zone1/policy-sets").json()
     assert policy_set["active_version_id"] is not None
-    outbox = db.execute("SELECT topic FROM outbox WHERE zone_id = 'zone1'").fetchall()
+    outbox = db.execute("SELECT id, topic FROM outbox WHERE zone_id = 'zone1'").fetchall()
     assert [row["topic"] for row in outbox] == ["caracal.policy.invalidate"]
+    # one call, one audit event, naming everything it made
+    (event,) = db.execute(
+        "SELECT event_type, metadata_json FROM audit_events WHERE zone_id = 'zone1'"
+    ).fetchall()
+    assert event["event_type"] == "local.bootstrapped"
+    created = event["metadata_json"]["created"]
+    assert created["application_id"] == body["app_id"]
+    assert created["resource_id"] == resource["id"]
+    assert created["policy_id"] == policy["id"]
+    assert created["policy_set_version_id"] == policy_set["active_version_id"]
+    assert created["outbox_id"] == str(outbox[0]["id"])
+    assert secret not in str(event)
 
 
 def test_the_bootstrap_zone_decides_at_once(local: TestClient) -> None:
@@ -115,6 +127,47 @@ def test_force_regenerates_the_secret_and_reseals_the_signing_key(
     assert PasswordHasher().verify(stored, body["app_client_secret"])
     kids_after = [k["kid"] for k in local.get("/v1/zones/zone1/jwks.json").json()["keys"]]
     assert len(kids_after) == 2 and kids_after[1] == kids_before[0]  # old key still listed
+
+
+def test_an_archived_application_or_resource_is_made_again(local: TestClient, db: Any) -> None:
+    first = local.post(URL).json()
+    (resource,) = local.get("/v1/zones/zone1/resources").json()
+    assert local.delete(f"/v1/zones/zone1/applications/{first['app_id']}").status_code == 204
+    assert local.delete(f"/v1/zones/zone1/resources/{resource['id']}").status_code == 204
+
+    response = local.post(URL)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["app_id"] != first["app_id"] and body["app_id"] == body["application_id"]
+    assert body["rotated"] is False
+    app = local.get(f"/v1/zones/zone1/applications/{body['app_id']}")
+    assert app.status_code == 200 and app.json()["credential_type"] == "token"
+    stored = db.execute(
+        "SELECT client_secret_hash FROM applications WHERE id = %s", (body["app_id"],)
+    ).fetchone()["client_secret_hash"]
+    assert PasswordHasher().verify(stored, body["app_client_secret"])  # the new app's secret
+    (remade,) = local.get("/v1/zones/zone1/resources").json()
+    assert remade["identifier"] == "resource://example" and remade["id"] != resource["id"]
+    (event,) = db.execute(
+        "SELECT metadata_json FROM audit_events WHERE event_type = 'local.bootstrap_repaired'"
+    ).fetchall()
+    assert event["metadata_json"]["remade"] == {
+        "application_id": body["app_id"],
+        "resource_id": remade["id"],
+    }
+    # and then it is stable again: same ids, no secret, no event
+    again = local.post(URL).json()
+    assert again["app_id"] == body["app_id"] and "app_client_secret" not in again
+    count = "SELECT count(*) AS n FROM audit_events WHERE event_type LIKE 'local.%%'"
+    assert db.execute(count).fetchone()["n"] == 2
+
+
+def test_a_taken_slug_gets_a_suffix(local: TestClient) -> None:
+    assert local.post("/v1/zones", json={"name": "zone1"}).json()["slug"] == "zone1"
+    response = local.post(URL)
+    assert response.status_code == 201, response.text
+    slug = local.get("/v1/zones/zone1").json()["slug"]
+    assert slug.startswith("zone1-") and len(slug) == len("zone1-") + 4
 
 
 def test_a_zone_not_made_by_bootstrap_is_409(local: TestClient, db: Any) -> None:

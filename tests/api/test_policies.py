@@ -77,6 +77,11 @@ def test_create_with_every_field(client: TestClient, zone: dict[str, Any]) -> No
         ("", "policy.rego"),
         ("not rego at all", "policy.rego:1:"),
         ("package caracal.authz\nresult := true\x00\n", "NUL"),
+        # regorus would parse this for hours (time doubles with each level)
+        (
+            "package caracal.authz\nresult := " + "[" * 40 + "]" * 40 + "\n",
+            "policy.rego:2:23: brackets nested deeper than 12 levels",
+        ),
     ],
 )
 def test_invalid_rego_is_422_with_one_readable_message(
@@ -93,6 +98,17 @@ def test_invalid_rego_is_422_with_one_readable_message(
     assert "backtrace" not in body["detail"].lower()
     assert "panicked" not in body["detail"]
     assert client.get(f"/v1/zones/{zone['id']}/policies").json() == []
+
+
+def test_nesting_is_counted_outside_strings_and_comments_up_to_12(
+    client: TestClient, zone: dict[str, Any]
+) -> None:
+    twelve = "package caracal.authz\n# ((((((((((((((\nresult := " + "[" * 12 + "]" * 12
+    twelve += '\nnote := "' + "{" * 30 + '"\n'
+    created = client.post(
+        f"/v1/zones/{zone['id']}/policies", json={"name": "deep", "content": twelve}
+    )
+    assert created.status_code == 201, created.text
 
 
 @pytest.mark.parametrize(

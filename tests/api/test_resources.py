@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
@@ -121,6 +122,28 @@ def test_create_rejects_invalid_bodies(
     assert response.json()["error"] == "invalid_body"
     if path is not None:
         assert response.json()["issues"][0]["path"] == path
+
+
+def test_identifiers_are_at_most_2048_characters(client: TestClient, zone: dict[str, Any]) -> None:
+    for url in (base(zone["id"]), f"/v1/zones/{zone['id']}/providers"):
+        body: dict[str, Any] = {"identifier": "i" * 2049}
+        if url == base(zone["id"]):
+            body["scopes"] = ["read"]
+        response = client.post(url, json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["issues"][0]["path"] == ["identifier"]
+    assert (
+        client.post(base(zone["id"]), json={"identifier": "i" * 2048, "scopes": ["r"]}).status_code
+        == 201
+    )
+    # within the length, but too many bytes for the unique index: a 400, never a 500
+    rng = random.Random(7)  # incompressible 3-byte characters: ~6 kB
+    wide_identifier = "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(2048))
+    wide = client.post(base(zone["id"]), json={"identifier": wide_identifier, "scopes": ["r"]})
+    assert wide.status_code == 400, wide.text
+    assert wide.json()["error"] == "invalid_body"
+    assert wide.json()["issues"][0]["message"] == "a value is too large to be stored"
+    assert len(client.get(base(zone["id"])).json()) == 1  # nothing half-made
 
 
 def test_identifier_is_unique_among_active_resources_of_the_zone(

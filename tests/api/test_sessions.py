@@ -136,7 +136,11 @@ def test_active_turns_expired_at_read_time(
         ("limit=0", ["limit"]),
         ("limit=1001", ["limit"]),
         ("limit=ten", ["limit"]),
+        ("limit=1e2", ["limit"]),
+        ("limit=1.0", ["limit"]),
+        ("limit=%2B5", ["limit"]),
         ("status=gone", ["status"]),
+        ("subject_id=a%00b", ["subject_id"]),
     ],
 )
 def test_bad_query_values_are_invalid_query(

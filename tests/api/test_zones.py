@@ -89,6 +89,8 @@ def test_archived_zone_slug_can_be_taken_again(client: TestClient) -> None:
         ({"name": 5}, ["name"]),
         ({"name": "x", "org_id": ""}, ["org_id"]),
         ({"name": "x", "slug": "Bad Slug"}, ["slug"]),
+        ({"name": "x", "slug": "trailing-newline\n"}, ["slug"]),
+        ({"name": "x", "slug": "s" * 201}, ["slug"]),
         ({"name": "x", "dcr_enabled": "yes"}, ["dcr_enabled"]),
         ({"name": "x", "color": "red"}, ["color"]),
         ({"name": None}, ["name"]),
@@ -101,6 +103,29 @@ def test_create_validation(client: TestClient, body: dict[str, Any], path: list[
     assert payload["error"] == "invalid_body"
     assert payload["issues"][0]["path"] == path
     assert payload["issues"][0]["message"]
+
+
+def test_slugs_are_at_most_200_characters(client: TestClient) -> None:
+    longest = client.post("/v1/zones", json={"name": "x", "slug": "s" * 200})
+    assert longest.status_code == 201, longest.text
+    # a derived slug is cut to 200 characters (and never ends in "-")
+    derived = client.post("/v1/zones", json={"name": "Long " * 600})
+    assert derived.status_code == 201, derived.text
+    slug = derived.json()["slug"]
+    assert len(slug) <= 200 and slug.startswith("long-long") and not slug.endswith("-")
+
+
+def test_a_nul_character_in_the_zone_id_is_zone_not_found(client: TestClient) -> None:
+    for method, path in [
+        ("GET", "/v1/zones/a%00b"),
+        ("PATCH", "/v1/zones/a%00b"),
+        ("DELETE", "/v1/zones/%00"),
+        ("GET", "/v1/zones/a%00b/applications"),
+        ("GET", "/v1/zones/a%00b/sessions/s"),
+    ]:
+        response = client.request(method, path, json={"name": "x"} if method == "PATCH" else None)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["error"] == "zone_not_found"
 
 
 def test_list_shows_active_zones_only(client: TestClient, make_zone: Any) -> None:
@@ -131,6 +156,8 @@ def test_patch_updates_fields_and_updated_at(client: TestClient, zone: dict[str,
         ({"unknown": 1}, 400, "invalid_body"),
         ({"name": ""}, 400, "invalid_body"),
         ({"slug": "UPPER"}, 400, "invalid_body"),
+        ({"slug": "ok\n"}, 400, "invalid_body"),
+        ({"slug": "s" * 201}, 400, "invalid_body"),
         ({"name": None}, 400, "invalid_body"),
     ],
 )
@@ -188,6 +215,7 @@ def test_every_change_writes_one_audit_event(client: TestClient, db: Any) -> Non
         ("zone.archived", "r-3"),
     ]
     assert all(r["decision"] is None and r["actor_id"] for r in rows)
+    assert rows[0]["metadata_json"]["fields"]["slug"] == "audited"  # derived, not null
     assert rows[1]["metadata_json"]["changes"] == {"login_flow": "sso"}
 
 

@@ -152,7 +152,11 @@ def test_conflicting_rules_deny_with_engine_message() -> None:
         ),
         ({"allow": True, "obligations": [1]}, "obligations must be an object, got array"),
         ({"allow": True, "step_up": "mfa"}, "step_up must be an object, got string"),
-        ({"allow": True, "step_up": {"ttl": 300}}, "step_up.type must be a non-empty string"),
+        ({"allow": True, "step_up": {"ttl": 300}}, "step_up.type must be a string of 1 to 64"),
+        (
+            {"allow": True, "step_up": {"type": "t" * 65, "ttl": 300}},
+            "step_up.type must be a string",
+        ),
         ({"allow": True, "step_up": {"type": "mfa"}}, "step_up.ttl must be a positive integer"),
         ({"allow": True, "step_up": {"type": "mfa", "ttl": 0}}, "step_up.ttl must be a positive"),
         ({"allow": True, "step_up": {"type": "mfa", "ttl": 1.5}}, "step_up.ttl must be a positive"),
