@@ -98,11 +98,18 @@ def msgspec_issue(error_text: str, root: str = "$.data") -> Issue:
         raw_path = raw_path[1:]
     path: list[PathItem] = []
     for key, index in _SEGMENT_RE.findall(raw_path):
+        if not key and not index:  # msgspec's ``[...]``: a value under some key of a dict
+            break  # the path stops at the dict (msgspec does not say which key)
         path.append(int(index) if index else key)
     unknown = _UNKNOWN_FIELD_RE.match(message)
     if unknown:
         path.append(unknown.group("field"))
     return Issue(path=path, message=message)
+
+
+#: Litestar's message for a missing body names its own parameter (``data``).
+_MISSING_DATA = "Object missing required field `data`"
+MISSING_BODY = "a JSON body is required"
 
 
 def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -118,6 +125,10 @@ def _validation_handler(_: Request[Any, Any, Any], exc: ValidationException) -> 
                 for item in extra
                 if isinstance(item, dict)
             ] or [Issue(path=[], message=str(exc.detail))]
+        issues = [
+            Issue(path=i.path, message=MISSING_BODY) if i.message == _MISSING_DATA else i
+            for i in issues
+        ]
         return error_response(400, "invalid_body", issues=issues)
     issues = [
         Issue(path=_key_path(item.get("key")), message=str(item.get("message")))

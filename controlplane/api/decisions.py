@@ -27,7 +27,7 @@ from uuid6 import uuid7
 from controlplane.api.common import actor_id
 from controlplane.crypto import sign_jws
 from controlplane.decision_audit import AuditWriteError, DecisionEvent, audit_writer_of
-from controlplane.errors import ApiError, invalid_body
+from controlplane.errors import MISSING_BODY, ApiError, invalid_body
 from controlplane.pdp.evaluate import CompiledSet, Decision, evaluate_set
 from controlplane.pdp.runtime import ZoneState, runtime_of
 from controlplane.request_context import current_request_id
@@ -57,7 +57,7 @@ def decode_request(body: bytes) -> DecisionRequest:
     """The body decoded strictly, once (``"sign": "true"`` is 400 invalid_body, never coerced);
     the errors are those Litestar and ``controlplane.strict_input`` give on other routes."""
     if not body:
-        raise invalid_body("Object missing required field `data`")
+        raise invalid_body(MISSING_BODY)
     return decode_strictly(_request_decoder, body)
 
 

@@ -358,7 +358,7 @@ def test_a_large_input_is_audited_by_size_and_hash(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", "Object missing required field `data`"),
+        (b"", "a JSON body is required"),
         (b"  ", "malformed JSON: Input data was truncated"),
         (b'{"input": {}', "malformed JSON: Input data was truncated"),
         (b'{"input": {}, "sign": "true"}', "Expected `bool`, got `str`"),

@@ -68,10 +68,22 @@ def test_error_body_has_only_the_envelope_keys(client: TestClient) -> None:
         ("Object contains unknown field `x` - at `$.data.config`", ["config", "x"]),
         ("Object missing required field `name` - at `$.data`", []),
         ("Expected `int` - at `$.data.items[0].count`", ["items", 0, "count"]),
+        ("Number out of range - at `$.data.config_json[...]`", ["config_json"]),
+        ("Expected `str` - at `$.data.m[...].x`", ["m"]),
     ],
 )
 def test_msgspec_paths_become_lists(text: str, path: list[Any]) -> None:
     assert msgspec_issue(text).path == path
+
+
+def test_a_missing_body_is_named_as_such(client: TestClient, zone: dict[str, Any]) -> None:
+    for path in ("/v1/zones", f"/v1/zones/{zone['id']}/policies"):
+        response = client.post(path, content=b"", headers={"content-type": "application/json"})
+        assert response.status_code == 400, response.text
+        assert response.json() == {
+            "error": "invalid_body",
+            "issues": [{"path": [], "message": "a JSON body is required"}],
+        }
 
 
 def test_unexpected_exception_is_internal_error_with_request_id(
