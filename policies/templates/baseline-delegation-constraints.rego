@@ -60,11 +60,18 @@ violations contains "delegation_cycle" if {
 	count({app | some app in apps}) != count(apps)
 }
 
+# Each hop's scopes as a set, built once (a lookup in an array per scope would cost the
+# product of the list lengths).
+hop_scopes := [scope_set(hop) | some hop in chain]
+
+scope_set(hop) := {scope | some scope in as_array(hop.scopes)} if is_object(hop)
+else := set()
+
 violations contains "delegation_scope_escalation" if {
-	some i, hop in chain
+	some i, scopes in hop_scopes
 	i > 0
-	some scope in as_array(hop.scopes)
-	not scope in as_array(chain[i - 1].scopes)
+	some scope in scopes
+	not scope in hop_scopes[i - 1]
 }
 
 violations contains "non_delegable_scope" if {

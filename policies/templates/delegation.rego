@@ -27,11 +27,15 @@ requested := [scope | some scope in as_array(object.get(input, "requested_scopes
 
 last_hop := chain[count(chain) - 1]
 
+# Each hop's delegated scopes as a set, built once: looking scopes up in arrays would make
+# the cost grow with the product of the list lengths.
+hop_scopes := [{scope | some scope in as_array(object.get(hop, "scopes", []))} | some hop in chain]
+
 # Delegation only narrows: a scope reaches the application only if every hop delegated it.
 delegated := {scope |
-	some scope in as_array(object.get(chain[0], "scopes", []))
-	every hop in chain {
-		scope in as_array(object.get(hop, "scopes", []))
+	some scope in hop_scopes[0]
+	every delegated_by_hop in hop_scopes {
+		scope in delegated_by_hop
 	}
 }
 

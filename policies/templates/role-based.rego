@@ -42,8 +42,9 @@ result := decide(requested, granted) if {
 	# action). `"" <= scope; scope < []` is is_string(scope) the same way.
 	by_star := {scope |
 		"*" in grants
+		offered := {s | some s in object.get(input, ["resource", "scopes"], [])} # a set: no scan per scope
 		some scope in requested
-		scope in object.get(input, ["resource", "scopes"], [])
+		scope in offered
 	}
 	by_action := {scope |
 		some scope in requested
