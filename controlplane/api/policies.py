@@ -18,6 +18,7 @@ from controlplane.db import Conn
 from controlplane.errors import ApiError
 from controlplane.manifest import content_sha256
 from controlplane.pdp.contract import RegoContractError, check_contract
+from controlplane.pdp.sandbox import check_in_sandbox
 from controlplane.services import Services
 
 DEFAULT_SCHEMA_VERSION = "2026-03-16"
@@ -119,10 +120,11 @@ def contract_error(content: str, name: str = "policy.rego") -> RegoContractError
 
 
 async def validate_rego(content: str) -> RegoContractError | None:
-    """The contract violation of ``content``, or None (parsed off the event loop)."""
+    """The contract violation of ``content``, or None: checked in the sandbox process
+    (``controlplane.pdp.sandbox``), off the event loop."""
     if "\x00" in content:
         return RegoContractError("policy.rego: content must not contain NUL characters")
-    return await asyncio.to_thread(contract_error, content)
+    return await asyncio.to_thread(check_in_sandbox, content)
 
 
 def invalid_rego(error: RegoContractError) -> ApiError:

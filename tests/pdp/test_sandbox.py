@@ -1,0 +1,57 @@
+"""The upload-time check runs in a child process with memory and time limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import TestClient
+
+from controlplane.pdp.sandbox import check_in_sandbox
+
+HEADER = "package caracal.authz\n"
+#: regorus would try to allocate ~24 GB: in the service's own process this aborts it.
+ALLOCATES_24_GB = HEADER + "result := count(numbers.range(1, 1000000000)) > 0\n"
+#: Three literals 12 brackets deep: each takes regorus ~0.1 s to parse.
+SLOW_TO_PARSE = (
+    HEADER
+    + "result := true\n"
+    + "".join(f"x{i} := " + "[" * 12 + "1" + "]" * 12 + "\n" for i in range(4))
+)
+#: Each nested-literal line costs ~0.1 s: forty of them run past the deadline.
+PAST_THE_DEADLINE = (
+    HEADER
+    + "result := true\n"
+    + "".join(f"x{i} := " + "[" * 12 + "1" + "]" * 12 + "\n" for i in range(40))
+)
+
+
+def test_good_and_bad_modules_are_told_apart() -> None:
+    assert check_in_sandbox(HEADER + "result := true\n") is None
+    error = check_in_sandbox(HEADER + "result := {\n")
+    assert error is not None and error.message.startswith("policy.rego:3:")
+
+
+def test_memory_exhaustion_kills_only_the_child_and_the_next_check_works() -> None:
+    error = check_in_sandbox(ALLOCATES_24_GB)
+    assert error is not None and "memory" in error.message
+    assert check_in_sandbox(HEADER + "result := false\n") is None
+
+
+def test_slow_parses_and_overruns_are_refused() -> None:
+    error = check_in_sandbox(SLOW_TO_PARSE)
+    assert error is not None and "parsing took" in error.message
+    error = check_in_sandbox(PAST_THE_DEADLINE)
+    assert error is not None and "longer than 2 s" in error.message
+    assert check_in_sandbox(HEADER + "result := true\n") is None
+
+
+def test_the_api_answers_422_and_keeps_serving(client: TestClient, zone: dict[str, Any]) -> None:
+    url = f"/v1/zones/{zone['id']}/policies"
+    response = client.post(url, json={"name": "oom", "content": ALLOCATES_24_GB})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_rego"
+    assert client.get("/health").status_code == 200
+    assert (
+        client.post(url, json={"name": "ok", "content": HEADER + "result := true\n"}).status_code
+        == 201
+    )
