@@ -44,7 +44,9 @@ _MAC_SIZE = 16
 _HEAD = struct.Struct(">Bq")
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_CURSOR_CHARS = 2048
+# The longest cursor the lists issue: a session id of 512 four-byte characters, with the zone
+# id, time and MAC, encodes to ~2,800 characters.
+_MAX_CURSOR_CHARS = 4096
 
 LimitParam = Annotated[
     int,

@@ -314,12 +314,29 @@ def test_a_step_up_type_the_service_cannot_store_fails_closed(
     assert challenges(client, z) == []
 
 
-def test_longest_session_and_subject_ids_are_recorded(client: TestClient, allow_zone: str) -> None:
+def test_longest_session_and_subject_ids_are_recorded(
+    client: TestClient, allow_zone: str, db: psycopg.Connection[Any]
+) -> None:
     wide = "\U0001f600" * 512  # 512 characters of 4 bytes each
     body = decide(client, allow_zone, {"session": session(wide, subject_id=wide)})
     assert body["decision"] == "allow"
     rows = client.get(f"/v1/zones/{allow_zone}/sessions").json()["rows"]
     assert [(r["id"], r["subject_id"]) for r in rows] == [(wide, wide)]
+    # a page boundary on that session: its cursor is long, and still accepted
+    decide(client, allow_zone, {"session": session("older")})
+    decide(client, allow_zone, {"session": session("newer")})
+    db.execute("UPDATE sessions SET created_at = created_at - interval '1 h' WHERE id = 'older'")
+    url = f"/v1/zones/{allow_zone}/sessions?limit=1"
+    seen = []
+    cursor = None
+    while True:
+        page = client.get(url + (f"&cursor={cursor}" if cursor else ""))
+        assert page.status_code == 200, page.text
+        seen += [r["id"] for r in page.json()["rows"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(["older", wide, "newer"])
 
 
 def test_step_up_without_a_session_denies(client: TestClient, zone: dict[str, Any]) -> None:
