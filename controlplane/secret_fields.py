@@ -24,6 +24,8 @@ __all__ = [
     "is_redacted_key",
     "is_secret_key",
     "redact",
+    "scrub",
+    "secret_values",
     "split_secrets",
 ]
 
@@ -134,3 +136,34 @@ def redact(value: Any) -> Any:
     if value is None or isinstance(value, _IMMUTABLE):
         return value
     return copy.deepcopy(value)
+
+
+#: Shorter secret values are not searched for in free text (replacing "1" or "ab" would
+#: mangle the text and hides next to nothing).
+MIN_SCRUBBED_LENGTH = 4
+
+
+def secret_values(value: Any) -> set[str]:
+    """Every string and number held under a redacted key of ``value``, at any depth, as text."""
+    found: set[str] = set()
+    stack = [(value, False)]
+    while stack:
+        node, hidden = stack.pop()
+        if isinstance(node, dict):
+            for key, item in node.items():
+                stack.append((item, hidden or (isinstance(key, str) and is_redacted_key(key))))
+        elif isinstance(node, list | tuple):
+            stack.extend((item, hidden) for item in node)
+        elif hidden and isinstance(node, str | int | float) and not isinstance(node, bool):
+            text = str(node)
+            if len(text) >= MIN_SCRUBBED_LENGTH:
+                found.add(text)
+    return found
+
+
+def scrub(text: str, secrets: set[str]) -> str:
+    """``text`` with every occurrence of the ``secrets`` replaced by ``"[REDACTED]"`` (longest
+    first, so a secret containing another is hidden whole)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text

@@ -31,7 +31,7 @@ from controlplane.errors import MISSING_BODY, ApiError, invalid_body
 from controlplane.pdp.evaluate import CompiledSet, Decision, evaluate_set
 from controlplane.pdp.runtime import ZoneState, runtime_of
 from controlplane.request_context import current_request_id
-from controlplane.secret_fields import redact
+from controlplane.secret_fields import redact, scrub, secret_values
 from controlplane.services import Services
 from controlplane.sessions import session_denial, session_gate
 from controlplane.step_up import apply_step_up
@@ -175,6 +175,19 @@ def audited_input(input: dict[str, Any]) -> dict[str, Any]:
     return {"input_bytes": len(encoded), "input_sha256": hashlib.sha256(encoded).hexdigest()}
 
 
+def scrubbed_diagnostics(
+    diagnostics: list[dict[str, str]], decision_input: dict[str, Any]
+) -> list[dict[str, str]]:
+    """``diagnostics`` without the input's secret values: engine messages may quote a value
+    (``Got `"sk_live_…"` instead``) that the key-based redaction of the input hides."""
+    if not diagnostics:
+        return diagnostics
+    secrets = secret_values(decision_input)
+    if not secrets:
+        return diagnostics
+    return [{**d, "error": scrub(d.get("error", ""), secrets)} for d in diagnostics]
+
+
 async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
     """Write the decision's audit event (group commit); 503 if it cannot be made durable."""
     decision, shadow = outcome.decision, outcome.shadow
@@ -192,7 +205,7 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
             "reasons": shadow.reasons,
             "granted_scopes": shadow.granted_scopes,
             "determining_policies": shadow.determining_policies,
-            "diagnostics": shadow.diagnostics,
+            "diagnostics": scrubbed_diagnostics(shadow.diagnostics, ctx.input),
         }
     event = DecisionEvent(
         id=uuid7(),
@@ -206,7 +219,7 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
         policy_set_version_id=outcome.compiled.policy_set_version_id,
         manifest_sha=outcome.compiled.manifest_sha256,
         determining_policies=decision.determining_policies,
-        diagnostics=decision.diagnostics,
+        diagnostics=scrubbed_diagnostics(decision.diagnostics, ctx.input),
         shadow_decision=shadow.decision if shadow is not None else None,
         shadow_policy_set_version_id=(
             outcome.shadow_compiled.policy_set_version_id if outcome.shadow_compiled else None

@@ -178,6 +178,33 @@ def test_failing_policies_deny_with_diagnostics(
     assert set(diagnostics[1]) == {"policy_id", "policy_version_id", "error"}
 
 
+def test_engine_messages_do_not_carry_the_inputs_secrets_into_the_audit(
+    client: TestClient, zone: dict[str, Any], db: psycopg.Connection[Any]
+) -> None:
+    z = zone["id"]
+    quoting = "package caracal.authz\n\nresult := input.application.client_secret + 1 > 0\n"
+    made = active_set(client, z, quoting)
+    shadow_set = create_set(client, z)
+    shadow_version = create_set_version(
+        client, z, shadow_set["id"], [made["policies"][0]["version"]["id"]]
+    )
+    activate(
+        client, z, made["set"]["id"], made["version"]["id"], shadow_version_id=shadow_version["id"]
+    )
+    secret = "sk_live_SUPERSECRET_4242"
+    body = decide(client, z, {"application": {"client_secret": secret}}).json()
+    assert body["decision"] == "deny"
+    event = db.execute(
+        "SELECT diagnostics_json, metadata_json FROM audit_events WHERE request_id = %s",
+        (body["request_id"],),
+    ).fetchone()
+    assert event["diagnostics_json"] and "[REDACTED]" in event["diagnostics_json"][0]["error"]
+    assert event["metadata_json"]["shadow"]["diagnostics"]
+    assert secret not in json.dumps(event, default=str)
+    detail = client.get(f"/v1/zones/{z}/audit/by-request/{body['request_id']}").text
+    assert secret not in detail
+
+
 def test_shadow_runs_observe_only(
     client: TestClient, zone: dict[str, Any], db: psycopg.Connection[Any]
 ) -> None:
