@@ -103,14 +103,42 @@ def split_secrets(
     - Dicts inside lists are searched too; the path uses the list index (`items.0.token`).
     - Dicts left empty by the extraction stay in the config as `{}` (the caller's shape is
       kept; an originally empty dict is indistinguishable from an emptied one).
-    - A non-secret key in `secret_config` is plain configuration like any other.
+    - Every value `secret_config` gives is a secret too, whatever its key: each non-object
+      value under it (a string, a list, `None`…) is taken whole under its dotted path. The
+      caller said it was secret; a key the pattern misses (`pwd`, `Authorization`) must not
+      leave it in the readable configuration.
     - Raises `ValueError` if two fields map to the same dotted path (a key containing a dot,
       such as `{"a.b": {"token": 1}, "a": {"b": {"token": 2}}}`).
     """
     merged = _deep_merge(config, secret_config or {})
     secrets: dict[str, Any] = {}
     plain = _extract_dict(merged, "", secrets)
+    for path, keys, value in _leaves(secret_config or {}, ()):
+        if path in secrets or any(path.startswith(f"{s}.") for s in secrets):
+            continue  # the pattern took it (or a secret object holding it) already
+        for nested in [s for s in secrets if s.startswith(f"{path}.")]:
+            del secrets[nested]  # the whole value supersedes secrets found inside it
+        _remove(plain, keys)
+        secrets[path] = copy.deepcopy(value)
     return plain, secrets
+
+
+def _leaves(node: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    """``(dotted path, keys, value)`` of every non-object value under ``node``."""
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, (*keys, key))
+        else:
+            yield ".".join((*keys, key)), (*keys, key), value
+
+
+def _remove(config: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Delete ``config[k1][k2]…`` if it is there (the objects around it stay)."""
+    for key in keys[:-1]:
+        config = config.get(key)  # type: ignore[assignment]
+        if not isinstance(config, dict):
+            return
+    config.pop(keys[-1], None)
 
 
 def redact(value: Any) -> Any:

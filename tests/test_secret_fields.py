@@ -107,12 +107,30 @@ def test_secret_config_wins_and_merges_recursively() -> None:
         "api_key": {"value": 1},
     }
     plain, secrets = split_secrets(config, secret_config)
-    assert plain == {
-        "client_id": "from-config",
-        "auth": {"client_id": "a", "mode": "basic", "realm": "r"},
-        "region": "eu",  # non-secret key in secret_config stays configuration
+    assert plain == {"client_id": "from-config", "auth": {"client_id": "a", "mode": "basic"}}
+    # every value secret_config gives is secret, whatever its key
+    assert secrets == {
+        "client_secret": "new",
+        "auth.password": "new",
+        "auth.realm": "r",
+        "region": "eu",
+        "api_key": {"value": 1},
     }
-    assert secrets == {"client_secret": "new", "auth.password": "new", "api_key": {"value": 1}}
+
+
+def test_secret_config_keys_the_pattern_misses_are_secret_all_the_same() -> None:
+    given = {"pwd": "p", "Authorization": "Bearer x", "nested": {"signing": "k"}, "items": [1]}
+    plain, secrets = split_secrets({"client_id": "c", "nested": {"url_base": "u"}}, given)
+    assert plain == {"client_id": "c", "nested": {"url_base": "u"}}
+    assert secrets == {
+        "pwd": "p",
+        "Authorization": "Bearer x",
+        "nested.signing": "k",
+        "items": [1],
+    }
+    # a list given in secret_config is one secret, not its pattern-matched parts
+    plain, secrets = split_secrets({}, {"hops": [{"token": "t", "name": "n"}]})
+    assert plain == {} and secrets == {"hops": [{"token": "t", "name": "n"}]}
 
 
 def test_secret_config_replaces_non_dict_value() -> None:

@@ -87,13 +87,14 @@ def test_secrets_are_extracted_at_every_depth_and_encrypted(
         "client_id": "Iv1.abc",
         "auth": {"region": "eu", "jwks_uri": "https://j"},
         "items": [{"label": "first"}],
-        "scope": "repo",
     }
+    # everything secret_config gives is secret, "scope" too although the pattern misses it
     assert provider["secret_config_keys"] == [
         "auth.private_key",
         "client_secret",
         "items.0.api_key",
         "password",
+        "scope",
     ]
     assert "S-" not in response.text
     row = db.execute("SELECT * FROM providers WHERE id = %s", (provider["id"],)).fetchone()
@@ -104,6 +105,7 @@ def test_secrets_are_extracted_at_every_depth_and_encrypted(
         "client_secret": "S-client-secret",
         "items.0.api_key": "S-item-key",
         "password": "S-password",
+        "scope": "repo",
     }
 
 
@@ -269,16 +271,27 @@ def test_patch_replaces_removes_and_keeps_individual_secrets(
     assert response.json()["secret_config_keys"] == ["auth.password", "client_secret", "new_token"]
     assert secrets_of(database_url, zone["id"], provider["id"])["auth.password"] == "THREE"
 
-    # a plain key in secret_config is configuration, merged into the stored configuration
+    # any key in secret_config is a secret, even one the pattern misses
     response = client.patch(url, json={"secret_config": {"audience": "api"}})
-    assert response.json()["config_json"] == {"issuer": "https://i", "auth": {}, "audience": "api"}
-    assert response.json()["secret_config_keys"] == ["auth.password", "client_secret", "new_token"]
+    assert response.json()["config_json"] == {"issuer": "https://i", "auth": {}}
+    assert response.json()["secret_config_keys"] == [
+        "audience",
+        "auth.password",
+        "client_secret",
+        "new_token",
+    ]
+    assert "api" not in response.text.replace("https://i", "")
 
     # removing every secret leaves none
     response = client.patch(
         url,
         json={
-            "secret_config": {"client_secret": None, "new_token": None, "auth": {"password": None}}
+            "secret_config": {
+                "audience": None,
+                "client_secret": None,
+                "new_token": None,
+                "auth": {"password": None},
+            }
         },
     )
     assert response.json()["secret_config_keys"] == []
