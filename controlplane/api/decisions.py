@@ -40,6 +40,10 @@ from controlplane.zone_keys import current_signing_key
 
 #: Larger inputs are recorded in the audit event by size and hash only.
 MAX_AUDITED_INPUT_BYTES = 64 * 1024
+#: Larger policy outputs (reasons, granted scopes, obligations) likewise.
+MAX_AUDITED_FIELD_BYTES = 16 * 1024
+#: Engine messages in the audit diagnostics are cut to this many characters.
+MAX_DIAGNOSTIC_CHARS = 1000
 _json = msgspec.json.Encoder()
 
 
@@ -166,6 +170,19 @@ async def open_step_up(
     return replace(outcome, decision=decision)
 
 
+def audited(value: Any) -> Any:
+    """``value`` for the audit metadata, or, when its JSON is over
+    ``MAX_AUDITED_FIELD_BYTES``, ``{"omitted_bytes", "sha256"}`` instead: policy results
+    can copy the input (``granted_scopes`` is the requested scopes), and an audit row must
+    not grow with it."""
+    if not value:
+        return value
+    encoded = _json.encode(value)
+    if len(encoded) <= MAX_AUDITED_FIELD_BYTES:
+        return value
+    return {"omitted_bytes": len(encoded), "sha256": hashlib.sha256(encoded).hexdigest()}
+
+
 def audited_input(input: dict[str, Any]) -> dict[str, Any]:
     """``{"input": …}`` for the audit metadata, or, for an input over
     ``MAX_AUDITED_INPUT_BYTES`` of JSON, its size and SHA-256 instead."""
@@ -178,14 +195,16 @@ def audited_input(input: dict[str, Any]) -> dict[str, Any]:
 def scrubbed_diagnostics(
     diagnostics: list[dict[str, str]], decision_input: dict[str, Any]
 ) -> list[dict[str, str]]:
-    """``diagnostics`` without the input's secret values: engine messages may quote a value
-    (``Got `"sk_live_…"` instead``) that the key-based redaction of the input hides."""
+    """``diagnostics`` without the input's secret values (engine messages may quote a value,
+    ``Got `"sk_live_…"` instead``, that the key-based redaction of the input hides), each
+    message cut to ``MAX_DIAGNOSTIC_CHARS``."""
     if not diagnostics:
         return diagnostics
     secrets = secret_values(decision_input)
-    if not secrets:
-        return diagnostics
-    return [{**d, "error": scrub(d.get("error", ""), secrets)} for d in diagnostics]
+    return [
+        {**d, "error": scrub(d.get("error", ""), secrets)[:MAX_DIAGNOSTIC_CHARS]}
+        for d in diagnostics
+    ]
 
 
 async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
@@ -193,17 +212,17 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
     decision, shadow = outcome.decision, outcome.shadow
     metadata: dict[str, Any] = {
         "actor": ctx.actor_id,
-        "reasons": decision.reasons,
-        "granted_scopes": decision.granted_scopes,
-        "obligations": decision.obligations,
+        "reasons": audited(decision.reasons),
+        "granted_scopes": audited(decision.granted_scopes),
+        "obligations": audited(decision.obligations),
         "step_up": decision.step_up,
         **audited_input(ctx.input),
         **ctx.audit_metadata,
     }
     if shadow is not None:
         metadata["shadow"] = {
-            "reasons": shadow.reasons,
-            "granted_scopes": shadow.granted_scopes,
+            "reasons": audited(shadow.reasons),
+            "granted_scopes": audited(shadow.granted_scopes),
             "determining_policies": shadow.determining_policies,
             "diagnostics": scrubbed_diagnostics(shadow.diagnostics, ctx.input),
         }

@@ -382,6 +382,27 @@ def test_a_large_input_is_audited_by_size_and_hash(
     assert metadata["input_sha256"] == hashlib.sha256(encoded).hexdigest()
 
 
+def test_policy_outputs_copied_from_a_large_input_do_not_bloat_the_audit_row(
+    client: TestClient, zone: dict[str, Any], db: psycopg.Connection[Any]
+) -> None:
+    active_set(client, zone["id"], ALLOW)  # allow grants every requested scope
+    scopes = [f"scope:{i:06d}" for i in range(20_000)]
+    body = decide(client, zone["id"], {"requested_scopes": scopes}).json()
+    assert body["decision"] == "allow" and body["granted_scopes"] == scopes  # answered in full
+    row = db.execute(
+        "SELECT metadata_json, pg_column_size(metadata_json) AS size FROM audit_events"
+        " WHERE request_id = %s",
+        (body["request_id"],),
+    ).fetchone()
+    granted = row["metadata_json"]["granted_scopes"]
+    encoded = json.dumps(scopes, separators=(",", ":")).encode()
+    assert granted == {
+        "omitted_bytes": len(encoded),
+        "sha256": hashlib.sha256(encoded).hexdigest(),
+    }
+    assert row["size"] < 20_000
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
