@@ -82,7 +82,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_admin_token_create(args: argparse.Namespace) -> int:
     """Create an admin token and print it once."""
-    from controlplane.admin_tokens import create_token, format_expiry
+    from controlplane.admin_tokens import (
+        MAX_TOKEN_TTL,
+        MIN_TOKEN_TTL,
+        create_token,
+        format_expiry,
+        record_token_created,
+    )
     from controlplane.db import Database, migrate
 
     if args.scope == "zone" and not args.zone:
@@ -93,8 +99,13 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
         return 2
     try:
         ttl = parse_duration(args.ttl) if args.ttl else None
+        if ttl is not None and not MIN_TOKEN_TTL <= ttl <= MAX_TOKEN_TTL:
+            raise ValueError("must be between 60s and 3650d (the REST API's limits)")
     except ValueError as exc:
         print(f"error: --ttl: {exc}", file=sys.stderr)
+        return 2
+    if args.name is not None and not 1 <= len(args.name) <= 200:
+        print("error: --name: must be 1 to 200 characters", file=sys.stderr)
         return 2
     settings = load_settings()
 
@@ -114,6 +125,7 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
                 row, token = await create_token(
                     conn, scope=args.scope, zone_id=args.zone, name=args.name, expires_in=ttl
                 )
+                await record_token_created(conn, row, actor=None)
         finally:
             await db.close()
         print(token)
@@ -203,18 +215,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        configure_logging(os.environ.get("CARACAL_LOG_LEVEL", "INFO").upper())
+        configure_logging(load_settings({"CARACAL_LOG_LEVEL": _raw_log_level()}).log_level)
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        import psycopg
+
         from controlplane.crypto import KekError
 
         if isinstance(exc, KekError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, psycopg.OperationalError):  # libpq's text names no password
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            print(f"error: cannot use the database: {first_line}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.filename is not None:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         raise
+
+
+def _raw_log_level() -> str:
+    return os.environ.get("CARACAL_LOG_LEVEL", "INFO")
 
 
 if __name__ == "__main__":

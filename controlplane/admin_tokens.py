@@ -7,11 +7,15 @@ from typing import Any
 
 from uuid6 import uuid7
 
+from controlplane.audit import record_event
 from controlplane.crypto import generate_admin_token, hash_admin_token
 from controlplane.db import Conn
 
 TOKEN_COLUMNS = "id, name, scope, zone_id, created_at, expires_at, last_used_at, revoked_at"
 ENV_TOKEN_NAME = "env:CARACAL_ADMIN_TOKEN"
+#: A token's lifetime (``expires_in``, ``--ttl``): 60 s to 10 years.
+MIN_TOKEN_TTL = 60
+MAX_TOKEN_TTL = 10 * 365 * 86_400
 
 
 async def create_token(
@@ -43,3 +47,14 @@ async def upsert_env_token(conn: Conn, token: str) -> None:
 def format_expiry(value: datetime | None) -> str:
     """Human-readable expiry for the CLI."""
     return "never" if value is None else value.isoformat()
+
+
+async def record_token_created(conn: Conn, row: dict[str, Any], *, actor: str | None) -> None:
+    """The ``admin_token.created`` audit event of a new token (REST API or CLI)."""
+    await record_event(
+        conn,
+        zone_id=row["zone_id"],
+        event_type="admin_token.created",
+        actor_id=actor,
+        metadata={"token_id": str(row["id"]), "scope": row["scope"], "name": row["name"]},
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,12 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         print(f"error: {directory} is not a directory", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_OK if run_tests(directory, recursive=args.recursive, verbose=args.verbose) else 1
+    try:
+        passed = run_tests(directory, recursive=args.recursive, verbose=args.verbose)
+    except ValueError as exc:  # a file that is not UTF-8
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK if passed else 1
 
 
 # ---- push -------------------------------------------------------------------------------
@@ -91,8 +97,10 @@ class LocalPolicy:
 
 def local_policies(directory: Path) -> list[LocalPolicy]:
     """The directory's policy modules (not ``*_test.rego``), ordered by name."""
+    from controlplane.pdp.testing import read_rego
+
     return [
-        LocalPolicy(path.stem, path.read_text(encoding="utf-8"))
+        LocalPolicy(path.stem, read_rego(path))
         for path in sorted(directory.glob("*.rego"))
         if not path.name.endswith("_test.rego")
     ]
@@ -222,6 +230,9 @@ def _owner_of(api: Api, version_id: str) -> str:
     raise ApiRejected("GET", "/policy-sets", 404, {"error": "version_not_found"})
 
 
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     """``caracal policies push DIR --zone Z --set NAME [--activate|--shadow]``."""
     directory = Path(args.directory)
@@ -232,9 +243,20 @@ def cmd_push(args: argparse.Namespace) -> int:
     if not token:
         print("error: set CARACAL_ADMIN_TOKEN (or pass --token)", file=sys.stderr)
         return EXIT_USAGE
-    if not args.skip_tests and not run_tests(directory):
-        print("error: Rego tests failed; nothing was pushed", file=sys.stderr)
-        return EXIT_TESTS_FAILED
+    if not _VISIBLE_ASCII.fullmatch(token):
+        print("error: the admin token must be visible ASCII characters", file=sys.stderr)
+        return EXIT_USAGE
+    for option, value in (("--set", args.set), ("--zone", args.zone)):
+        if not value.strip():
+            print(f"error: {option} must not be empty", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        if not args.skip_tests and not run_tests(directory):
+            print("error: Rego tests failed; nothing was pushed", file=sys.stderr)
+            return EXIT_TESTS_FAILED
+    except ValueError as exc:  # a file that is not UTF-8
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     url = args.url or os.environ.get("CARACAL_URL") or DEFAULT_URL
     api = Api(url, token, args.zone)
     try:

@@ -48,6 +48,7 @@ __all__ = [
     "generate_admin_token",
     "generate_client_secret",
     "hash_admin_token",
+    "kek_from_file",
     "key_id_for",
     "load_kek",
     "looks_like_admin_token",
@@ -136,7 +137,7 @@ def _kek_from_text(text: str, variable: str) -> Kek:
     return Kek(raw)
 
 
-def _kek_from_file(path: Path, label: str) -> Kek:
+def kek_from_file(path: Path, label: str) -> Kek:
     """Read a KEK file: base64 text (whitespace ignored) or exactly 32 raw bytes.
 
     Base64 is tried first; 32 base64 characters decode to 24 bytes, so a raw 32-byte key is
@@ -223,7 +224,7 @@ def load_kek(env_value: str | None, file_path: str | None, data_dir: Path, produ
     if env_value is not None and env_value.strip():
         return _kek_from_text(env_value, "CARACAL_KEK")
     if file_path is not None and file_path.strip():
-        return _kek_from_file(Path(file_path).expanduser(), "CARACAL_KEK_FILE")
+        return kek_from_file(Path(file_path).expanduser(), "CARACAL_KEK_FILE")
     if production:
         raise KekError("CARACAL_ENV=production requires CARACAL_KEK or CARACAL_KEK_FILE")
     path = Path(data_dir) / "kek"
@@ -236,7 +237,7 @@ def load_kek(env_value: str | None, file_path: str | None, data_dir: Path, produ
                 return kek
     except OSError as exc:
         raise KekError(f"cannot create KEK file {path}: {exc.strerror or exc}") from None
-    return _kek_from_file(path, "generated KEK file")
+    return kek_from_file(path, "generated KEK file")
 
 
 # --------------------------------------------------------------------------- AES-GCM

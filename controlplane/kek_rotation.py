@@ -94,9 +94,9 @@ def cmd_rotate_kek(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        new = crypto.load_kek(None, args.new_kek_file, settings.data_dir, production=True)
+        new = crypto.kek_from_file(Path(args.new_kek_file).expanduser(), "--new-kek-file")
     except crypto.KekError as exc:
-        print(f"error: --new-kek-file: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if new.key_id == current.key_id:
         print(f"error: the new KEK is the current KEK (id {current.key_id})", file=sys.stderr)

@@ -6,7 +6,8 @@ those are configuration (`token_url`, `token_endpoint`).
 
 Audit redaction also leaves alone the few fields of this API whose names match the pattern
 but whose values are never secret (`NOT_SECRET_FIELDS`: an application's `credential_type`,
-a resource's `credential_provider_id`, a provider's `secret_config_keys`), so that the audit
+a resource's `credential_provider_id`, a provider's `secret_config_keys`, an admin token's
+`token_id`), so that the audit
 record keeps what changed. Provider secret extraction follows the contract's rule alone.
 """
 
@@ -34,7 +35,9 @@ SECRET_KEY_RE = re.compile(
 )
 REDACTED = "[REDACTED]"
 _CONFIG_SUFFIXES = ("_url", "_uri", "_endpoint")
-NOT_SECRET_FIELDS = frozenset(("credential_type", "credential_provider_id", "secret_config_keys"))
+NOT_SECRET_FIELDS = frozenset(
+    ("credential_type", "credential_provider_id", "secret_config_keys", "token_id")
+)
 _IMMUTABLE = (str, int, float)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -53,12 +54,19 @@ _DURATION_RE = re.compile(r"^(\d+)\s*([smhd]?)$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
+#: Longest duration accepted anywhere (100 years): beyond it PostgreSQL's timestamps overflow.
+MAX_DURATION_SECONDS = 100 * 365 * 86_400
+
+
 def parse_duration(text: str) -> int:
-    """Parse ``90``, ``90s``, ``15m``, ``24h`` or ``30d`` into seconds."""
+    """Parse ``90``, ``90s``, ``15m``, ``24h`` or ``30d`` into seconds (at most 100 years)."""
     match = _DURATION_RE.match(text.strip())
     if not match:
         raise ValueError("expected a duration such as 90s, 15m, 24h or 30d")
-    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError("must be at most 100 years")
+    return seconds
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -73,9 +81,17 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
 
 def _positive_float(text: str) -> float:
     value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
     if value < 0:
         raise ValueError("must not be negative")
     return value
+
+
+def _redis_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return text
 
 
 def _bool(text: str) -> bool:
@@ -135,7 +151,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_DB_POOL_MAX": ("pool_max_size", _int_in(1, 1000)),
     "CARACAL_LOG_LEVEL": ("log_level", _log_level),
     "CARACAL_DRAIN_SECONDS": ("drain_seconds", _positive_float),
-    "CARACAL_REDIS_URL": ("redis_url", _nonempty),
+    "CARACAL_REDIS_URL": ("redis_url", _redis_url),
     "CARACAL_KEY_OVERLAP": ("key_overlap_seconds", parse_duration),
     "CARACAL_ARGON2_TIME_COST": ("argon2_time_cost", _int_in(1, 100)),
     "CARACAL_ARGON2_MEMORY_COST": ("argon2_memory_cost", _int_in(1024, 4_194_304)),
@@ -145,6 +161,14 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_TOKEN_CACHE_SECONDS": ("token_cache_seconds", _positive_float),
     "CARACAL_DCR_RATE_LIMIT": ("dcr_rate_limit", _int_in(1, 1_000_000)),
 }
+
+
+def _shown(variable: str, value: Any) -> str:
+    """A setting's value for an error message; secrets are never shown."""
+    return "<hidden>" if variable in {"CARACAL_ADMIN_TOKEN", "CARACAL_KEK"} else repr(value)
+
+
+_FIELD_VARIABLES = {field: variable for variable, (field, _) in _VARIABLES.items()}
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -158,8 +182,17 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         try:
             values[field] = parse(raw)
         except ValueError as exc:
-            shown = "<hidden>" if variable in {"CARACAL_ADMIN_TOKEN", "CARACAL_KEK"} else repr(raw)
-            raise SettingsError(f"{variable}={shown} is invalid: {exc}") from None
+            raise SettingsError(f"{variable}={_shown(variable, raw)} is invalid: {exc}") from None
+    for field, value in overrides.items():  # command-line values obey the same rules
+        variable = _FIELD_VARIABLES.get(field)
+        if variable is not None and value is not None:
+            try:
+                _VARIABLES[variable][1](str(value))
+            except ValueError as exc:
+                shown = _shown(variable, value)
+                raise SettingsError(
+                    f"{field.replace('_', '-')} {shown} is invalid: {exc}"
+                ) from None
     values.update(overrides)
     settings = Settings(**values)
     if settings.pool_min_size > settings.pool_max_size:

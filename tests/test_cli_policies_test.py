@@ -71,3 +71,30 @@ def test_templates_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["policies", "test", str(tmp_path / "absent")]) == 2
+
+
+def test_a_file_that_is_not_utf8_is_named_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken.rego").write_bytes(b"package caracal.authz\n# caf\xe9\nresult := true\n")
+    assert main(["policies", "test", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "broken.rego: not UTF-8 text" in err
+    assert "\n" not in err
+    assert (
+        main(["policies", "push", str(tmp_path), "--zone", "z", "--set", "s", "--token", "t"]) == 2
+    )
+    assert "broken.rego: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_push_checks_its_arguments_before_calling_the_api(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARACAL_ADMIN_TOKEN", "cpk_token")
+    (tmp_path / "p.rego").write_text("package caracal.authz\nresult := true\n")
+    # the URL answers nothing: a usage error must come before any request
+    base = ["policies", "push", str(tmp_path), "--url", "http://127.0.0.1:1"]
+    assert main([*base, "--zone", "z", "--set", ""]) == 2
+    assert "--set must not be empty" in capsys.readouterr().err
+    assert main([*base, "--zone", "z", "--set", "s", "--token", "t\u00f6ken"]) == 2
+    assert "visible ASCII" in capsys.readouterr().err

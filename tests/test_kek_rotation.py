@@ -153,10 +153,13 @@ def test_usage_errors(
     assert rotate(same) == 2
     assert "is the current KEK" in capsys.readouterr().err
     assert rotate(tmp_path / "missing.kek") == 2
-    assert "--new-kek-file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--new-kek-file" in err and "CARACAL_KEK_FILE" not in err
     short = tmp_path / "short.kek"
     short.write_text("c2hvcnQ=")
     assert rotate(short) == 2
+    err = capsys.readouterr().err
+    assert "--new-kek-file" in err and "CARACAL_KEK_FILE" not in err
     monkeypatch.delenv("CARACAL_KEK")
     assert rotate(cli_env) == 2
     assert "no current KEK" in capsys.readouterr().err

@@ -12,7 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+
+from controlplane.embedded import database_url_for
+from controlplane.settings import load_settings
 
 TOKEN = "serve-test-admin-token-0001"
 
@@ -110,6 +114,7 @@ def test_admin_token_cli_prints_a_working_token(data_dir: Path) -> None:
     token = result.stdout.strip()
     assert token.startswith("cpk_")
     assert "scope=global" in result.stderr
+    token_id = result.stderr.split("id=", 1)[1].split()[0]
     bad = subprocess.run(
         [sys.executable, "-m", "controlplane", "admin-token", "create", "--scope", "zone"],
         env=env, capture_output=True, text=True, timeout=60,
@@ -127,6 +132,13 @@ def test_admin_token_cli_prints_a_working_token(data_dir: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+    # the CLI's creation is audited like the API's (a global token: no zone)
+    settings = load_settings({"CARACAL_DATA_DIR": str(data_dir)})
+    with database_url_for(settings) as url, psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT metadata_json FROM audit_events WHERE event_type = 'admin_token.created'"
+        ).fetchall()
+    assert [r[0]["token_id"] for r in rows] == [token_id]
 
 
 def test_several_workers_serve_and_log_every_request(data_dir: Path) -> None:

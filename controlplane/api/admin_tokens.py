@@ -9,7 +9,13 @@ import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.di import Provide
 
-from controlplane.admin_tokens import TOKEN_COLUMNS, create_token
+from controlplane.admin_tokens import (
+    MAX_TOKEN_TTL,
+    MIN_TOKEN_TTL,
+    TOKEN_COLUMNS,
+    create_token,
+    record_token_created,
+)
 from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
 from controlplane.audit import record_event
 from controlplane.errors import ApiError, invalid_body
@@ -48,7 +54,7 @@ class AdminTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
     scope: Literal["global", "zone"]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     zone_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
-    expires_in: Annotated[int, msgspec.Meta(ge=60, le=10 * 365 * 86_400)] | None = None
+    expires_in: Annotated[int, msgspec.Meta(ge=MIN_TOKEN_TTL, le=MAX_TOKEN_TTL)] | None = None
 
 
 class AdminTokenController(Controller):
@@ -87,13 +93,7 @@ class AdminTokenController(Controller):
                 name=data.name,
                 expires_in=data.expires_in,
             )
-            await record_event(
-                conn,
-                zone_id=data.zone_id,
-                event_type="admin_token.created",
-                actor_id=actor_id(request),
-                metadata={"token_id": str(row["id"]), "scope": data.scope, "name": data.name},
-            )
+            await record_token_created(conn, row, actor=actor_id(request))
         return AdminTokenCreated(
             id=str(row["id"]),
             name=row["name"],
@@ -110,13 +110,17 @@ class AdminTokenController(Controller):
         token_uuid = parse_uuid(token_id, "admin_token_not_found")
         async with services.db.transaction() as conn:
             cur = await conn.execute(
-                "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, now())"
-                " WHERE id = %s RETURNING zone_id",
+                "SELECT zone_id, revoked_at FROM admin_tokens WHERE id = %s FOR UPDATE",
                 (token_uuid,),
             )
             row = await cur.fetchone()
             if row is None:
                 raise ApiError(404, "admin_token_not_found")
+            if row["revoked_at"] is not None:
+                return  # revoked already: 204, nothing changes, nothing to audit
+            await conn.execute(
+                "UPDATE admin_tokens SET revoked_at = now() WHERE id = %s", (token_uuid,)
+            )
             await record_event(
                 conn,
                 zone_id=row["zone_id"],

@@ -79,6 +79,14 @@ class TestReport(msgspec.Struct, frozen=True, kw_only=True):
         return self.failed == 0 and not self.contract_errors and not self.load_errors
 
 
+def read_rego(path: Path) -> str:
+    """The text of a ``.rego`` file; ``ValueError`` naming the file when it is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+
+
 def run_rego_tests(directory: Path, *, recursive: bool = False) -> TestReport:
     """Check every policy module of ``directory`` and run every test module's ``test_`` rules.
 
@@ -86,7 +94,7 @@ def run_rego_tests(directory: Path, *, recursive: bool = False) -> TestReport:
     """
     directory = Path(directory)
     files = sorted(directory.rglob("*.rego") if recursive else directory.glob("*.rego"))
-    sources = {path: path.read_text(encoding="utf-8") for path in files if path.is_file()}
+    sources = {path: read_rego(path) for path in files if path.is_file()}
 
     def label(path: Path) -> str:
         return path.relative_to(directory).as_posix()

@@ -88,12 +88,15 @@ def test_revoking_an_unknown_token_is_404(client: TestClient, token_id: str) -> 
 def test_token_changes_are_audited_without_the_token(client: TestClient, db: Any) -> None:
     created = client.post("/v1/admin-tokens", json={"scope": "global"}).json()
     client.delete(f"/v1/admin-tokens/{created['id']}")
+    assert client.delete(f"/v1/admin-tokens/{created['id']}").status_code == 204  # no change
     rows = db.execute(
-        "SELECT event_type, metadata_json::text AS meta FROM audit_events"
+        "SELECT event_type, metadata_json::text AS meta, metadata_json FROM audit_events"
         " WHERE event_type LIKE 'admin_token.%' ORDER BY occurred_at"
     ).fetchall()
     assert [r["event_type"] for r in rows] == ["admin_token.created", "admin_token.revoked"]
     assert all(created["token"] not in r["meta"] for r in rows)
+    # the id says which token: it is no secret (GET /v1/admin-tokens lists it)
+    assert [r["metadata_json"]["token_id"] for r in rows] == [created["id"]] * 2
 
 
 def test_env_admin_token_is_stored_as_a_hash_only(client: TestClient, db: Any) -> None:
