@@ -3,9 +3,10 @@
 The handler is a pipeline: load the zone's compiled sets → build the input → check the
 input's session (``controlplane.sessions``: revoked/expired deny at once) → evaluate the
 active set (and the shadow, observe-only) → open a step-up challenge if asked
-(``controlplane.step_up``) → audit → respond. Without a session in the input only the audit
-write (group commit) touches the database on the hot path; with one, the session check is
-one more round trip. The zone's sets are in process memory.
+(``controlplane.step_up``) → build (and sign) the response → audit → respond. Without a
+session in the input only the audit write (group commit) touches the database on the hot
+path; with one, the session check is one more round trip. The zone's sets are in process
+memory.
 """
 
 from __future__ import annotations
@@ -316,6 +317,8 @@ class DecisionController(Controller):
         else:
             outcome = evaluate(state, ctx.input)
             outcome = await open_step_up(services, ctx, outcome, gate.session_id)
-        await record_decision(services, ctx, outcome)
+        # The response (and its signature) first: a decision that cannot be answered is not
+        # recorded as one that was.
         response = await respond(services, ctx, outcome)
+        await record_decision(services, ctx, outcome)
         return ASGIResponse(body=encode_json(response, _serializer), media_type="application/json")
