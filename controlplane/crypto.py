@@ -420,12 +420,19 @@ def _private_key(private_raw: bytes) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(private_raw)
 
 
-def sign_jws(private_raw: bytes, kid: str, payload: dict[str, Any]) -> str:
+def sign_jws(
+    private_raw: bytes,
+    kid: str,
+    payload: dict[str, Any],
+    extra_header: dict[str, Any] | None = None,
+) -> str:
     """Compact JWS (`alg: EdDSA`) over `payload` encoded as JSON with sorted keys, no spaces.
 
-    The payload may hold anything msgspec encodes (UUIDs, datetimes, Structs).
+    The payload may hold anything msgspec encodes (UUIDs, datetimes, Structs);
+    `extra_header` adds protected header parameters.
     """
-    header = msgspec.json.encode({"alg": "EdDSA", "kid": kid, "typ": "JWT"}, order="sorted")
+    fields = {**(extra_header or {}), "alg": "EdDSA", "kid": kid, "typ": "JWT"}
+    header = msgspec.json.encode(fields, order="sorted")
     body = msgspec.json.encode(payload, order="sorted")
     signing_input = f"{_b64url(header)}.{_b64url(body)}"
     signature = _private_key(private_raw).sign(signing_input.encode("ascii"))

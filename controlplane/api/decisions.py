@@ -270,7 +270,10 @@ async def respond(services: Services, ctx: DecisionContext, outcome: Outcome) ->
     if ctx.sign:
         async with services.db.transaction() as conn:
             kid, private_key = await current_signing_key(conn, services.kek, ctx.zone_id)
-        response.jws = sign_jws(private_key, kid, msgspec.to_builtins(response))
+        # The payload is the decision object (the contract); the protected header binds it to
+        # its zone and its time, for verifiers that check them.
+        bound = {"zone_id": ctx.zone_id, "iat": int(ctx.occurred_at.timestamp())}
+        response.jws = sign_jws(private_key, kid, msgspec.to_builtins(response), bound)
     return response
 
 

@@ -300,6 +300,7 @@ def test_signed_decision_verifies_with_the_zone_jwks(
     header_b64, payload_b64, signature_b64 = body["jws"].split(".")
     header = json.loads(_b64(header_b64))
     assert header["alg"] == "EdDSA"
+    assert header["zone_id"] == z and abs(header["iat"] - time.time()) < 60
     keys = client.get(f"/v1/zones/{z}/jwks.json").json()["keys"]
     jwk = next(k for k in keys if k["kid"] == header["kid"])
     public = Ed25519PublicKey.from_public_bytes(_b64(jwk["x"]))
