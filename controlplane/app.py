@@ -33,6 +33,7 @@ from controlplane.api.sessions import SessionController
 from controlplane.api.step_up import StepUpController
 from controlplane.api.templates import list_templates
 from controlplane.api.zones import ZoneController
+from controlplane.audit_partitions import audit_partitions_component
 from controlplane.auth import admin_guard
 from controlplane.crypto import Kek, SecretHasher, load_kek
 from controlplane.db import Database, migrate
@@ -69,6 +70,7 @@ ROUTE_HANDLERS += [ApplicationController, ResourceController, ProviderController
 ROUTE_HANDLERS += [SessionController, StepUpController, AuditController, GrantController]
 ROUTE_HANDLERS += [PolicyController, PolicySetController, DecisionController, list_templates]
 COMPONENTS += [decision_audit_component, listener_component, reconciler_component, relay_component]
+COMPONENTS += [audit_partitions_component]
 
 
 class ControlPlaneApp(Litestar):

@@ -6,14 +6,16 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from controlplane.audit_partitions import ensure_audit_partitions
 from controlplane.audit_prune import create_month_partition
+from controlplane.db import Database, migrate
 from tests.api.runtime_rows import insert_event, now
 
 
@@ -112,3 +114,60 @@ def test_prune_rejects_bad_durations(database_url: str) -> None:
         result = cli(database_url, "--older-than", value)
         assert result.returncode == 2, value
         assert "--older-than" in result.stderr
+
+
+def _months_ahead(months: int) -> date:
+    today = datetime.now(UTC).date().replace(day=1)
+    index = today.year * 12 + today.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def test_rows_that_reached_the_default_partition_move_into_their_month(
+    database_url: str, db: psycopg.Connection[Any]
+) -> None:
+    """A process that ran past the months created at its start-up sends rows to DEFAULT; the
+    next partition check (a restart's migration, or the running service's own) moves them."""
+    month = _months_ahead(3)
+    name = f"audit_events_{month:%Y%m}"
+    db.execute(f"DROP TABLE {name}")
+    event = insert_event(
+        db, None, event_type="late", occurred_at=datetime(month.year, month.month, 15, tzinfo=UTC)
+    )
+    where = "SELECT tableoid::regclass::text AS part FROM audit_events WHERE id = %s"
+    assert db.execute(where, (event,)).fetchone()["part"] == "audit_events_default"
+
+    migrate(database_url)  # a restart: used to fail, the month's rows being in DEFAULT
+
+    assert db.execute(where, (event,)).fetchone()["part"] == name
+    try:  # still immutable where it now is
+        db.execute("DELETE FROM audit_events WHERE id = %s", (event,))
+        raise AssertionError("an audit row was deleted")
+    except psycopg.errors.RestrictViolation:
+        pass
+    try:  # and DEFAULT refuses deletes as before
+        insert_event(db, None, event_type="far", occurred_at=datetime(2999, 1, 1, tzinfo=UTC))
+        db.execute("DELETE FROM audit_events WHERE event_type = 'far'")
+        raise AssertionError("an audit row was deleted")
+    except psycopg.errors.RestrictViolation:
+        pass
+
+
+def test_a_running_service_creates_the_coming_months_itself(
+    database_url: str, db: psycopg.Connection[Any]
+) -> None:
+    month = _months_ahead(2)
+    name = f"audit_events_{month:%Y%m}"
+    db.execute(f"DROP TABLE {name}")
+
+    async def run() -> None:
+        database = Database(database_url, 1, 1)
+        await database.open()
+        try:
+            await ensure_audit_partitions(database)
+        finally:
+            await database.close()
+
+    asyncio.run(run())
+    assert db.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (name,)).fetchone()[
+        "present"
+    ]
