@@ -28,6 +28,8 @@ from controlplane.services import Services
 log = logging.getLogger("controlplane.decision_audit")
 
 MAX_BATCH = 500
+#: Longest a batch INSERT may take (also the TCP user timeout of the writer's connection).
+STATEMENT_TIMEOUT_MS = 10_000
 
 # The whole batch travels as one JSON array (encoded by msgspec in C) and is unpacked by
 # PostgreSQL: much cheaper per row than psycopg's Python-level array adaptation.
@@ -185,7 +187,17 @@ class DecisionAuditWriter:
     async def _insert(self, events: list[DecisionEvent]) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, options="-c TimeZone=UTC", connect_timeout=5
+                self.url,
+                autocommit=True,
+                connect_timeout=5,
+                # A database that vanishes without a reset (a partition) must fail the batch
+                # (503) in seconds, not hang every decision until the kernel gives up.
+                options=f"-c TimeZone=UTC -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=3,
+                tcp_user_timeout=STATEMENT_TIMEOUT_MS,
             )
         await self._conn.execute(_INSERT, (encode_batch(events),))
 

@@ -18,6 +18,7 @@ loop's thread (``CompiledPolicy`` parses a private engine for any other thread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -128,6 +129,8 @@ class PdpRuntime:
         self._zones: dict[str, ZoneState] = {}
         self._policies: dict[str, CompiledPolicy] = {}
         self._loading: dict[str, asyncio.Future[ZoneState | None]] = {}
+        #: zone id -> how many times it was forgotten (a load compares before installing)
+        self._forgotten: dict[str, int] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -154,9 +157,13 @@ class PdpRuntime:
         """Compile a set version, reusing cached policy versions. With ``check`` (activation)
         the versions not compiled yet are first checked against the whole contract, in a
         worker thread. Raises ``RegoContractError`` naming the version."""
-        missing = [
-            e.policy_version_id for e in row.entries if e.policy_version_id not in self._policies
-        ]
+        # Held here: the awaits below let other tasks install states and prune the cache.
+        cached = {
+            e.policy_version_id: self._policies[e.policy_version_id]
+            for e in row.entries
+            if e.policy_version_id in self._policies
+        }
+        missing = [e.policy_version_id for e in row.entries if e.policy_version_id not in cached]
         fresh: dict[str, CompiledPolicy] = {}
         if missing:
             cur = await conn.execute(
@@ -174,12 +181,11 @@ class PdpRuntime:
                 fresh[version_id] = compile_policy(str(r["policy_id"]), version_id, r["content"])
         policies = []
         for entry in row.entries:
-            policy = self._policies.get(entry.policy_version_id) or fresh.get(
-                entry.policy_version_id
-            )
+            policy = cached.get(entry.policy_version_id) or fresh.get(entry.policy_version_id)
             if policy is None:  # pragma: no cover - the manifest's foreign keys prevent it
                 raise RegoContractError(f"{entry.policy_version_id}.rego: version not found")
             policies.append(policy)
+        self._policies.update(cached)
         self._policies.update(fresh)
         return compile_set(row.policy_set_id, row.id, row.manifest_sha256, policies)
 
@@ -195,7 +201,9 @@ class PdpRuntime:
         return True
 
     def forget(self, zone_id: str) -> None:
-        """Drop a zone (archived or gone)."""
+        """Drop a zone (archived or gone: for good, zone ids are never reused). A load of it
+        already running does not install what it read."""
+        self._forgotten[zone_id] = self._forgotten.get(zone_id, 0) + 1
         if self._zones.pop(zone_id, None) is not None:
             self._prune()
 
@@ -213,16 +221,30 @@ class PdpRuntime:
 
     # -- loading ---------------------------------------------------------------------------
 
-    async def reload(self, zone_id: str) -> ZoneState | None:
+    async def reload(self, zone_id: str, *, fresh: bool = False) -> ZoneState | None:
         """Load the zone's current state from the database and install it (one load per zone
-        at a time: concurrent callers share it)."""
+        at a time: concurrent callers share it).
+
+        ``fresh``: the caller knows of a change committed before it called (an invalidation,
+        reconciliation), so a load that had already started may predate it: wait for that
+        one, then share or start a load that began after this call.
+        """
         pending = self._loading.get(zone_id)
         if pending is not None:
-            return await asyncio.shield(pending)
+            if not fresh:
+                return await asyncio.shield(pending)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pending)
+            pending = self._loading.get(zone_id)  # started after this call: fresh enough
+            if pending is not None:
+                return await asyncio.shield(pending)
         future: asyncio.Future[ZoneState | None] = asyncio.get_running_loop().create_future()
         self._loading[zone_id] = future
+        forgotten = self._forgotten.get(zone_id, 0)
         try:
             state = await self._load(zone_id)
+            if self._forgotten.get(zone_id, 0) != forgotten:
+                state = None  # archived while this load ran: what it read is gone
             if state is None:
                 self.forget(zone_id)
             else:
@@ -285,7 +307,7 @@ class PdpRuntime:
 
     async def _reload_logged(self, zone_id: str) -> None:
         try:
-            await self.reload(zone_id)
+            await self.reload(zone_id, fresh=True)
         except Exception as exc:  # keep serving the installed state; the next pass retries
             log.error("zone reload failed", extra={"zone_id": zone_id, "error": repr(exc)})
 
