@@ -25,6 +25,11 @@ class PublishError(Exception):
     """A message could not be published; the row stays for a retry."""
 
 
+class PublisherUnavailable(PublishError):
+    """The destination cannot be reached at all (not this message's fault): the relay does not
+    try it again for the rest of the batch."""
+
+
 class Publisher(Protocol):
     """Sends one message; ``conn`` is the relay's claim transaction."""
 
@@ -79,6 +84,8 @@ class RedisStreamPublisher:
         }
         try:
             await self.client.xadd(message.topic, fields, maxlen=self.maxlen, approximate=True)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise PublisherUnavailable(f"redis: {type(exc).__name__}: {exc}") from None
         except redis.RedisError as exc:
             raise PublishError(f"redis: {type(exc).__name__}: {exc}") from None
 

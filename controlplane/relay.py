@@ -22,7 +22,7 @@ import psycopg
 from controlplane.background import background
 from controlplane.db import Database
 from controlplane.outbox import WAKEUP_CHANNEL, OutboxMessage
-from controlplane.publishers import Publisher, publishers_for
+from controlplane.publishers import Publisher, PublisherUnavailable, publishers_for
 from controlplane.services import Services
 
 log = logging.getLogger("controlplane.relay")
@@ -77,8 +77,11 @@ class Relay:
             cur = await conn.execute(_CLAIM, (self.batch_size,))
             rows = await cur.fetchall()
             published: list[dict[str, Any]] = []
+            # A publisher found unreachable is not tried again in this batch: against a Redis
+            # that is down, each try would wait for its timeout while the claim holds its locks.
+            unreachable: dict[str, str] = {}
             for row in rows:
-                error = await self._publish(conn, row)
+                error = await self._publish(conn, row, unreachable)
                 if error is None:
                     published.append(row)
                     continue
@@ -97,8 +100,12 @@ class Relay:
                 )
         return len(rows)
 
-    async def _publish(self, conn: Any, row: dict[str, Any]) -> str | None:
-        """Send one row through every publisher; the first failure as text, or None."""
+    async def _publish(
+        self, conn: Any, row: dict[str, Any], unreachable: dict[str, str]
+    ) -> str | None:
+        """Send one row through every publisher; the first failure as text, or None. A
+        publisher in ``unreachable`` is not tried; one that raises ``PublisherUnavailable``
+        is added to it."""
         message = OutboxMessage(
             id=str(row["id"]),
             zone_id=row["zone_id"],
@@ -107,11 +114,16 @@ class Relay:
             created_at=row["created_at"],
         )
         for publisher in self.publishers:
+            if publisher.name in unreachable:
+                return f"{unreachable[publisher.name]} (not tried again in this batch)"
             try:
                 async with conn.transaction():  # a savepoint: a failure keeps the claim intact
                     await publisher.publish(conn, message)
             except Exception as exc:
-                return f"{publisher.name}: {type(exc).__name__}: {exc}"
+                error = f"{publisher.name}: {type(exc).__name__}: {exc}"
+                if isinstance(exc, PublisherUnavailable):
+                    unreachable[publisher.name] = error
+                return error
         return None
 
     async def drain(self) -> int:

@@ -26,6 +26,7 @@ from controlplane.publishers import (
     PgNotifyPublisher,
     Publisher,
     PublishError,
+    PublisherUnavailable,
     RedisStreamPublisher,
     publishers_for,
 )
@@ -184,6 +185,35 @@ def test_a_failing_publisher_keeps_the_row_for_a_retry(
     assert (row["attempts"], row["last_error"]) == (2, None)
 
 
+class Unreachable:
+    """A publisher whose destination is down: every call fails as unreachable."""
+
+    name = "unreachable"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def publish(self, conn: Any, message: OutboxMessage) -> None:
+        self.calls += 1
+        raise PublisherUnavailable("connection refused")
+
+    async def close(self) -> None:
+        return None
+
+
+def test_an_unreachable_publisher_is_tried_once_per_batch(
+    database_url: str, db: psycopg.Connection[Any]
+) -> None:
+    zone_id = make_zone_row(db)
+    insert_rows(db, zone_id, 5)
+    down = Unreachable()
+    assert drain_with(database_url, [down]) == [5]
+    assert down.calls == 1  # not once per row: each try could wait for a timeout
+    rows = db.execute("SELECT published_at, attempts, last_error FROM outbox").fetchall()
+    assert all(r["published_at"] is None and r["attempts"] == 1 for r in rows)
+    assert all(r["last_error"].startswith("unreachable: PublisherUnavailable") for r in rows)
+
+
 _STALLING_RELAY = """
 import asyncio, os
 from controlplane.db import Database
@@ -337,7 +367,14 @@ def test_unreachable_redis_keeps_rows_for_retry(
     for row in rows:
         assert row["published_at"] is None
         assert row["attempts"] == 1
-        assert row["last_error"].startswith("redis_streams: PublishError: redis: ConnectionError")
+        assert row["last_error"].startswith(
+            "redis_streams: PublisherUnavailable: redis: ConnectionError"
+        )
+    # the second row was not sent to the dead Redis again (each try can wait 2 s)
+    assert sorted(r["last_error"].endswith("(not tried again in this batch)") for r in rows) == [
+        False,
+        True,
+    ]
 
 
 def test_activation_reaches_the_redis_stream(
