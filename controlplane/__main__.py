@@ -224,8 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         import psycopg
 
         from controlplane.crypto import KekError
+        from controlplane.db import MigrationChanged
 
-        if isinstance(exc, KekError):
+        if isinstance(exc, KekError | MigrationChanged):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, psycopg.OperationalError):  # libpq's text names no password

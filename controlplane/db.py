@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -70,8 +71,22 @@ def migration_files(directory: Path = SQL_DIR) -> list[tuple[int, str, Path]]:
     return found
 
 
+class MigrationChanged(Exception):
+    """An applied migration's file no longer has the content that was applied."""
+
+
+def migration_sha256(path: Path) -> str:
+    """SHA-256 of a migration file's text (line endings normalised)."""
+    return hashlib.sha256(path.read_text().replace("\r\n", "\n").encode()).hexdigest()
+
+
 def migrate(url: str, directory: Path = SQL_DIR) -> list[str]:
-    """Apply pending migrations under an advisory lock; return the names applied."""
+    """Apply pending migrations under an advisory lock; return the names applied.
+
+    Each applied migration's SHA-256 is recorded; a file changed after it was applied stops
+    the run (``MigrationChanged``): the database would silently lack what the edit added.
+    Rows from before the hashes were recorded take the current file's hash.
+    """
     applied: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
@@ -81,15 +96,30 @@ def migrate(url: str, directory: Path = SQL_DIR) -> list[str]:
                 " version integer PRIMARY KEY, name text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            conn.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS sha256 text")
+            done = {
+                row[0]: row[1]
+                for row in conn.execute("SELECT version, sha256 FROM schema_migrations")
+            }
             for version, name, path in migration_files(directory):
+                digest = migration_sha256(path)
                 if version in done:
+                    if done[version] is None:
+                        conn.execute(
+                            "UPDATE schema_migrations SET sha256 = %s WHERE version = %s",
+                            (digest, version),
+                        )
+                    elif done[version] != digest:
+                        raise MigrationChanged(
+                            f"migration {path.name} was changed after it was applied to this"
+                            " database; restore it and put the change in a new migration"
+                        )
                     continue
                 with conn.transaction():
                     conn.execute(path.read_text())  # type: ignore[arg-type]
                     conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                        (version, name),
+                        "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+                        (version, name, digest),
                     )
                 log.info("migration applied", extra={"migration": name})
                 applied.append(name)

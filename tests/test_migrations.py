@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from uuid6 import uuid7
 
-from controlplane.db import migrate, migration_files
+from controlplane.db import MigrationChanged, migrate, migration_files
 from tests.conftest import _with_database
 
 
@@ -79,3 +81,24 @@ def test_audit_events_are_immutable(empty_database: str) -> None:
         )
         with pytest.raises(psycopg.Error, match="immutable"):
             conn.execute("UPDATE audit_events SET event_type = 'y'")
+
+
+def test_a_migration_changed_after_it_was_applied_stops_the_run(
+    empty_database: str, tmp_path: Path
+) -> None:
+    for _, _, path in migration_files():
+        shutil.copy(path, tmp_path / path.name)
+    assert migrate(empty_database, tmp_path)
+    # rows from before hashes were recorded take the current file's hash
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET sha256 = NULL WHERE version = 2")
+    assert migrate(empty_database, tmp_path) == []
+    edited = tmp_path / "0003_policies.sql"
+    edited.write_text(edited.read_text() + "\n-- a change after the fact\n")
+    with pytest.raises(MigrationChanged, match=r"0003_policies\.sql was changed"):
+        migrate(empty_database, tmp_path)
+    # line endings alone are no change
+    edited.write_text(edited.read_text().replace("\n-- a change after the fact\n", ""))
+    crlf = tmp_path / "0004_grants_sessions.sql"
+    crlf.write_bytes(crlf.read_bytes().replace(b"\n", b"\r\n"))
+    assert migrate(empty_database, tmp_path) == []
