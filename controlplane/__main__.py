@@ -83,6 +83,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_admin_token_create(args: argparse.Namespace) -> int:
     """Create an admin token and print it once."""
     from controlplane.admin_tokens import (
+        MAX_TOKEN_NAME,
         MAX_TOKEN_TTL,
         MIN_TOKEN_TTL,
         create_token,
@@ -100,12 +101,15 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
     try:
         ttl = parse_duration(args.ttl) if args.ttl else None
         if ttl is not None and not MIN_TOKEN_TTL <= ttl <= MAX_TOKEN_TTL:
-            raise ValueError("must be between 60s and 3650d (the REST API's limits)")
+            raise ValueError(
+                f"must be between {MIN_TOKEN_TTL}s and {MAX_TOKEN_TTL // 86_400}d"
+                " (the REST API's limits)"
+            )
     except ValueError as exc:
         print(f"error: --ttl: {exc}", file=sys.stderr)
         return 2
-    if args.name is not None and not 1 <= len(args.name) <= 200:
-        print("error: --name: must be 1 to 200 characters", file=sys.stderr)
+    if args.name is not None and not 1 <= len(args.name) <= MAX_TOKEN_NAME:
+        print(f"error: --name: must be 1 to {MAX_TOKEN_NAME} characters", file=sys.stderr)
         return 2
     settings = load_settings()
 
@@ -215,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        configure_logging(load_settings({"CARACAL_LOG_LEVEL": _raw_log_level()}).log_level)
+        level = os.environ.get("CARACAL_LOG_LEVEL", "INFO")
+        configure_logging(load_settings({"CARACAL_LOG_LEVEL": level}).log_level)
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -237,10 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
-
-
-def _raw_log_level() -> str:
-    return os.environ.get("CARACAL_LOG_LEVEL", "INFO")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ ENV_TOKEN_NAME = "env:CARACAL_ADMIN_TOKEN"
 #: A token's lifetime (``expires_in``, ``--ttl``): 60 s to 10 years.
 MIN_TOKEN_TTL = 60
 MAX_TOKEN_TTL = 10 * 365 * 86_400
+#: Longest token ``name``.
+MAX_TOKEN_NAME = 200
 
 
 async def create_token(

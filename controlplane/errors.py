@@ -195,12 +195,8 @@ def _internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> 
     return error_response(500, "internal_error", f"request_id={request_id}")
 
 
-_REFUSED_VALUE = {
-    # a NUL character in a string, a number out of range …
-    "data": "a value cannot be stored (strings must not contain NUL, numbers must be in range)",
-    # an indexed value over PostgreSQL's index entry size (~2.7 kB)
-    "size": "a value is too large to be stored",
-}
+_UNSTORABLE = "a value cannot be stored (strings must not contain NUL, numbers must be in range)"
+_TOO_LARGE = "a value is too large to be stored"  # over PostgreSQL's index entry size (~2.7 kB)
 
 
 def _refused_value_handler(request: Request[Any, Any, Any], exc: psycopg.Error) -> Response[Any]:
@@ -214,8 +210,8 @@ def _refused_value_handler(request: Request[Any, Any, Any], exc: psycopg.Error) 
             "sqlstate": exc.sqlstate,
         },
     )
-    kind = "size" if isinstance(exc, psycopg.errors.ProgramLimitExceeded) else "data"
-    issue = Issue(path=[], message=_REFUSED_VALUE[kind])
+    too_large = isinstance(exc, psycopg.errors.ProgramLimitExceeded)
+    issue = Issue(path=[], message=_TOO_LARGE if too_large else _UNSTORABLE)
     return error_response(400, "invalid_body", issues=[issue])
 
 

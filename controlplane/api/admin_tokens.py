@@ -10,6 +10,7 @@ from litestar import Controller, Request, delete, get, post
 from litestar.di import Provide
 
 from controlplane.admin_tokens import (
+    MAX_TOKEN_NAME,
     MAX_TOKEN_TTL,
     MIN_TOKEN_TTL,
     TOKEN_COLUMNS,
@@ -52,7 +53,7 @@ class AdminTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
     """POST /v1/admin-tokens body."""
 
     scope: Literal["global", "zone"]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TOKEN_NAME)] | None = None
     zone_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     expires_in: Annotated[int, msgspec.Meta(ge=MIN_TOKEN_TTL, le=MAX_TOKEN_TTL)] | None = None
 

@@ -171,37 +171,38 @@ async def open_step_up(
     return replace(outcome, decision=decision)
 
 
+def _size_and_hash(value: Any, limit: int) -> tuple[int, str] | None:
+    """``(bytes, SHA-256)`` of ``value``'s JSON when it is over ``limit`` bytes, else None."""
+    encoded = _json.encode(value)
+    if len(encoded) <= limit:
+        return None
+    return len(encoded), hashlib.sha256(encoded).hexdigest()
+
+
 def audited(value: Any) -> Any:
     """``value`` for the audit metadata, or, when its JSON is over
     ``MAX_AUDITED_FIELD_BYTES``, ``{"omitted_bytes", "sha256"}`` instead: policy results
     can copy the input (``granted_scopes`` is the requested scopes), and an audit row must
     not grow with it."""
-    if not value:
-        return value
-    encoded = _json.encode(value)
-    if len(encoded) <= MAX_AUDITED_FIELD_BYTES:
-        return value
-    return {"omitted_bytes": len(encoded), "sha256": hashlib.sha256(encoded).hexdigest()}
+    too_big = _size_and_hash(value, MAX_AUDITED_FIELD_BYTES) if value else None
+    return value if too_big is None else {"omitted_bytes": too_big[0], "sha256": too_big[1]}
 
 
 def audited_input(input: dict[str, Any]) -> dict[str, Any]:
     """``{"input": …}`` for the audit metadata, or, for an input over
     ``MAX_AUDITED_INPUT_BYTES`` of JSON, its size and SHA-256 instead."""
-    encoded = _json.encode(input)
-    if len(encoded) <= MAX_AUDITED_INPUT_BYTES:
+    too_big = _size_and_hash(input, MAX_AUDITED_INPUT_BYTES)
+    if too_big is None:
         return {"input": input}
-    return {"input_bytes": len(encoded), "input_sha256": hashlib.sha256(encoded).hexdigest()}
+    return {"input_bytes": too_big[0], "input_sha256": too_big[1]}
 
 
 def scrubbed_diagnostics(
-    diagnostics: list[dict[str, str]], decision_input: dict[str, Any]
+    diagnostics: list[dict[str, str]], secrets: set[str]
 ) -> list[dict[str, str]]:
-    """``diagnostics`` without the input's secret values (engine messages may quote a value,
+    """``diagnostics`` without the input's ``secrets`` (engine messages may quote a value,
     ``Got `"sk_live_…"` instead``, that the key-based redaction of the input hides), each
     message cut to ``MAX_DIAGNOSTIC_CHARS``."""
-    if not diagnostics:
-        return diagnostics
-    secrets = secret_values(decision_input)
     return [
         {**d, "error": scrub(d.get("error", ""), secrets)[:MAX_DIAGNOSTIC_CHARS]}
         for d in diagnostics
@@ -211,6 +212,9 @@ def scrubbed_diagnostics(
 async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
     """Write the decision's audit event (group commit); 503 if it cannot be made durable."""
     decision, shadow = outcome.decision, outcome.shadow
+    # The input's secret values, looked for only when some engine message could quote them.
+    errored = decision.diagnostics or (shadow is not None and shadow.diagnostics)
+    secrets = secret_values(ctx.input) if errored else set()
     metadata: dict[str, Any] = {
         "actor": ctx.actor_id,
         "reasons": audited(decision.reasons),
@@ -225,7 +229,7 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
             "reasons": audited(shadow.reasons),
             "granted_scopes": audited(shadow.granted_scopes),
             "determining_policies": shadow.determining_policies,
-            "diagnostics": scrubbed_diagnostics(shadow.diagnostics, ctx.input),
+            "diagnostics": scrubbed_diagnostics(shadow.diagnostics, secrets),
         }
     event = DecisionEvent(
         id=uuid7(),
@@ -239,7 +243,7 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
         policy_set_version_id=outcome.compiled.policy_set_version_id,
         manifest_sha=outcome.compiled.manifest_sha256,
         determining_policies=decision.determining_policies,
-        diagnostics=scrubbed_diagnostics(decision.diagnostics, ctx.input),
+        diagnostics=scrubbed_diagnostics(decision.diagnostics, secrets),
         shadow_decision=shadow.decision if shadow is not None else None,
         shadow_policy_set_version_id=(
             outcome.shadow_compiled.policy_set_version_id if outcome.shadow_compiled else None

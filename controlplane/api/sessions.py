@@ -95,13 +95,13 @@ class SessionController(Controller):
         """One session [ours]; 404 session_not_found."""
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            row = None
-            if "\x00" not in session_id:  # never stored (PostgreSQL refuses NUL in text)
-                cur = await conn.execute(
-                    f"SELECT {SESSION_COLUMNS} FROM sessions WHERE zone_id = %s AND id = %s",
-                    (zone_id, session_id),
-                )
-                row = await cur.fetchone()
+            if "\x00" in session_id:  # never stored (PostgreSQL refuses NUL in text)
+                raise ApiError(404, "session_not_found")
+            cur = await conn.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE zone_id = %s AND id = %s",
+                (zone_id, session_id),
+            )
+            row = await cur.fetchone()
         if row is None:
             raise ApiError(404, "session_not_found")
         return to_session(row)

@@ -20,6 +20,7 @@ __all__ = [
     "RegoContractError",
     "RuleHead",
     "check_contract",
+    "check_loaded",
     "check_nesting",
     "clean_engine_message",
     "new_engine",
@@ -104,7 +105,12 @@ def check_nesting(content: str, name: str = "policy.rego") -> None:
 def check_contract(content: str, name: str = "policy.rego") -> None:
     """Raise ``RegoContractError`` unless ``content`` meets the Caracal policy contract."""
     check_nesting(content, name)
-    engine = new_engine(name, content)
+    check_loaded(new_engine(name, content), content, name)
+
+
+def check_loaded(engine: regorus.Engine, content: str, name: str) -> None:
+    """The contract checks ``check_contract`` makes once ``content`` is parsed into ``engine``
+    (package, a ``result`` rule that evaluates)."""
     packages = sorted(set(engine.get_packages()))
     if packages != [f"data.{PACKAGE}"]:
         found = ", ".join(p.removeprefix("data.") for p in packages) or "none"

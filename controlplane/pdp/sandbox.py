@@ -4,8 +4,9 @@
 memory limits of its own and holds the GIL while it works, so a module like
 ``result := count(numbers.range(1, 1000000000)) > 0`` would abort the service (the engine
 cannot allocate 24 GB) and one with many deeply nested literals would stall every request
-for seconds. The check therefore runs in one long-lived child process (started on first
-use, ``spawn``-ed, so it shares nothing with the server) whose address space is capped; a
+for seconds. The check therefore runs in one long-lived child process (``python -m
+controlplane.pdp.sandbox``, started on first use, sharing nothing with the server) whose
+address space is capped; a
 check that overruns its deadline or kills the child is refused, and a new child is started
 for the next check. Once a module has passed here, parsing and checking it again in the
 service (activation, zone loads) is bounded by the same limits.
@@ -22,12 +23,7 @@ import threading
 import time
 from typing import Any
 
-from controlplane.pdp.contract import (
-    RegoContractError,
-    check_contract,
-    check_nesting,
-    new_engine,
-)
+from controlplane.pdp.contract import RegoContractError, check_loaded, check_nesting, new_engine
 
 __all__ = ["CHECK_SECONDS", "MEMORY_BYTES", "PARSE_SECONDS", "check_in_sandbox"]
 
@@ -64,7 +60,7 @@ def _check(content: str, name: str) -> tuple[str, str] | None:
     try:
         check_nesting(content, name)  # before the parse that deep nesting makes explode
         started = time.perf_counter()
-        new_engine(name, content)
+        engine = new_engine(name, content)
         parsed = time.perf_counter() - started
         if parsed > PARSE_SECONDS:
             message = (
@@ -72,7 +68,7 @@ def _check(content: str, name: str) -> tuple[str, str] | None:
                 f" {PARSE_SECONDS * 1000:.0f} ms); simplify deeply nested literals"
             )
             return message, message
-        check_contract(content, name)
+        check_loaded(engine, content, name)  # what check_contract does after its parse
     except RegoContractError as exc:
         return exc.message, exc.detail
     except MemoryError:
