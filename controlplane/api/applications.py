@@ -210,23 +210,17 @@ class ApplicationController(Controller):
         self, request: Request, zone_id: str, services: Services, data: ApplicationCreate
     ) -> Application:
         """Create an application (201); a generated secret is returned once."""
-        secret_hash, generated = await prepare_secret(
-            services, data.credential_type, data.client_secret
+        return await self._create(
+            request,
+            services,
+            zone_id,
+            data.client_secret,
+            name=data.name,
+            registration_method=data.registration_method,
+            credential_type=data.credential_type,
+            traits=data.traits,
+            consent=data.consent,
         )
-        async with services.db.transaction() as conn:
-            await require_zone(conn, zone_id)
-            row = await insert_application(
-                conn,
-                zone_id,
-                name=data.name,
-                registration_method=data.registration_method,
-                credential_type=data.credential_type,
-                secret_hash=secret_hash,
-                traits=data.traits,
-                consent=data.consent,
-            )
-            await self._audit_created(conn, request, zone_id, row, generated is not None)
-        return to_application(row, generated)
 
     @post("/register")
     async def register_application(
@@ -238,38 +232,45 @@ class ApplicationController(Controller):
             if not zone["dcr_enabled"]:
                 raise ApiError(403, "dcr_disabled", "the zone does not allow DCR")
             await take_rate_slot(conn, zone_id, services.settings.dcr_rate_limit)
+        return await self._create(
+            request,
+            services,
+            zone_id,
+            data.client_secret,
+            name=data.name,
+            registration_method="dcr",
+            credential_type=data.credential_type,
+            traits=data.traits,
+            expires_in=data.expires_in,
+        )
+
+    @staticmethod
+    async def _create(
+        request: Request,
+        services: Services,
+        zone_id: str,
+        client_secret: str | None,
+        **fields: Any,
+    ) -> Application:
+        """Insert an application with its (given or generated) secret and its
+        ``application.created`` event; the generated secret is in the response once."""
         secret_hash, generated = await prepare_secret(
-            services, data.credential_type, data.client_secret
+            services, fields["credential_type"], client_secret
         )
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            row = await insert_application(
+            row = await insert_application(conn, zone_id, secret_hash=secret_hash, **fields)
+            metadata = _audit_fields(row)
+            if generated is not None:
+                metadata["generated"] = ["client_secret"]
+            await record_event(
                 conn,
-                zone_id,
-                name=data.name,
-                registration_method="dcr",
-                credential_type=data.credential_type,
-                secret_hash=secret_hash,
-                traits=data.traits,
-                expires_in=data.expires_in,
+                zone_id=zone_id,
+                event_type="application.created",
+                actor_id=actor_id(request),
+                metadata=metadata,
             )
-            await self._audit_created(conn, request, zone_id, row, generated is not None)
         return to_application(row, generated)
-
-    @staticmethod
-    async def _audit_created(
-        conn: Conn, request: Request, zone_id: str, row: dict[str, Any], generated: bool
-    ) -> None:
-        metadata = _audit_fields(row)
-        if generated:
-            metadata["generated"] = ["client_secret"]
-        await record_event(
-            conn,
-            zone_id=zone_id,
-            event_type="application.created",
-            actor_id=actor_id(request),
-            metadata=metadata,
-        )
 
     @get("/{app_id:str}")
     async def get_application(self, zone_id: str, app_id: str, services: Services) -> Application:
