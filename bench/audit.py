@@ -36,9 +36,9 @@ from psycopg.rows import dict_row
 
 from controlplane.api.audit import AuditFilters, list_query
 from controlplane.api.pagination import Position, encode_cursor
-from controlplane.audit_prune import create_month_partition
-from controlplane.crypto import Kek
-from controlplane.db import migrate
+from controlplane.audit.prune import create_month_partition
+from controlplane.db.migrations import migrate
+from controlplane.keys.crypto import Kek
 
 ZONE = "bench-zone"
 OTHER_ZONE = "bench-other"

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from controlplane.embedded import database_url_for
+from controlplane.db.embedded_postgres import database_url_for
 from controlplane.settings import SettingsError, load_settings, parse_duration
 
 log = logging.getLogger("controlplane")
@@ -26,8 +26,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP service."""
     import uvicorn
 
-    from controlplane.crypto import load_kek
-    from controlplane.db import migrate
+    from controlplane.db.migrations import migrate
+    from controlplane.keys.crypto import load_kek
 
     overrides = {k: v for k, v in (("port", args.port), ("host", args.host)) if v is not None}
     if args.workers is not None:
@@ -71,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply pending migrations and exit."""
-    from controlplane.db import migrate
+    from controlplane.db.migrations import migrate
 
     settings = load_settings()
     with database_url_for(settings) as url:
@@ -82,7 +82,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_admin_token_create(args: argparse.Namespace) -> int:
     """Create an admin token and print it once."""
-    from controlplane.admin_tokens import (
+    from controlplane.auth.admin_tokens import (
         MAX_TOKEN_NAME,
         MAX_TOKEN_TTL,
         MIN_TOKEN_TTL,
@@ -90,7 +90,8 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
         format_expiry,
         record_token_created,
     )
-    from controlplane.db import Database, migrate
+    from controlplane.db.migrations import migrate
+    from controlplane.db.pool import Database
 
     if args.scope == "zone" and not args.zone:
         print("error: --zone is required with --scope zone", file=sys.stderr)
@@ -178,7 +179,7 @@ EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def _policies_commands(sub: argparse._SubParsersAction) -> None:
-    from controlplane.cli_policies import register
+    from controlplane.cli.policies import register
 
     register(sub)
 
@@ -187,7 +188,7 @@ EXTRA_COMMANDS.append(_policies_commands)
 
 
 def _audit_commands(sub: argparse._SubParsersAction) -> None:
-    from controlplane.audit_prune import register
+    from controlplane.audit.prune import register
 
     register(sub)
 
@@ -196,7 +197,7 @@ EXTRA_COMMANDS.append(_audit_commands)
 
 
 def _kek_commands(sub: argparse._SubParsersAction) -> None:
-    from controlplane.kek_rotation import register
+    from controlplane.keys.kek_rotation import register
 
     register(sub)
 
@@ -205,7 +206,7 @@ EXTRA_COMMANDS.append(_kek_commands)
 
 
 def _relay_commands(sub: argparse._SubParsersAction) -> None:
-    from controlplane.relay import register_cli
+    from controlplane.outbox.relay import register_cli
 
     register_cli(sub)
 
@@ -228,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         import psycopg
 
-        from controlplane.crypto import KekError
-        from controlplane.db import MigrationChanged
+        from controlplane.db.migrations import MigrationChanged
+        from controlplane.keys.crypto import KekError
 
         if isinstance(exc, KekError | MigrationChanged):
             print(f"error: {exc}", file=sys.stderr)

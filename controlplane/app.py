@@ -16,7 +16,6 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ASGIApp
 
 from controlplane import __version__
-from controlplane.admin_tokens import upsert_env_token
 from controlplane.api.admin_tokens import AdminTokenController
 from controlplane.api.applications import ApplicationController
 from controlplane.api.audit import AuditController
@@ -33,21 +32,23 @@ from controlplane.api.sessions import SessionController
 from controlplane.api.step_up import StepUpController
 from controlplane.api.templates import list_templates
 from controlplane.api.zones import ZoneController
-from controlplane.audit_partitions import audit_partitions_component
-from controlplane.auth import admin_guard
-from controlplane.crypto import Kek, SecretHasher, load_kek
-from controlplane.db import Database, migrate
-from controlplane.decision_audit import decision_audit_component
-from controlplane.errors import EXCEPTION_HANDLERS
+from controlplane.audit.decision_writer import decision_audit_component
+from controlplane.audit.partitions import audit_partitions_component
+from controlplane.auth.admin_tokens import upsert_env_token
+from controlplane.auth.guard import admin_guard
+from controlplane.db.migrations import migrate
+from controlplane.db.pool import Database
 from controlplane.gc_tuning import tune_gc_after_startup
-from controlplane.listener import listener_component
+from controlplane.http.errors import EXCEPTION_HANDLERS
+from controlplane.http.request_context import RequestContextMiddleware
+from controlplane.http.strict_input import strict_input
+from controlplane.keys.crypto import Kek, SecretHasher, load_kek
 from controlplane.logs import configure_logging
+from controlplane.outbox.listener import listener_component
+from controlplane.outbox.relay import relay_component
 from controlplane.pdp.runtime import reconciler_component
-from controlplane.relay import relay_component
-from controlplane.request_context import RequestContextMiddleware
 from controlplane.services import Services
 from controlplane.settings import Settings, load_settings
-from controlplane.strict_input import strict_input
 
 log = logging.getLogger("controlplane")
 

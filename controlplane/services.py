@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlplane.crypto import Kek, SecretHasher
-from controlplane.db import Database
+from controlplane.db.pool import Database
+from controlplane.keys.crypto import Kek, SecretHasher
 from controlplane.settings import Settings
 
 

@@ -24,8 +24,8 @@ from psycopg import sql
 from uuid6 import uuid7
 
 from controlplane.app import create_app
-from controlplane.crypto import Kek
-from controlplane.db import migrate
+from controlplane.db.migrations import migrate
+from controlplane.keys.crypto import Kek
 from controlplane.settings import Settings, load_settings
 from tests.log_secret_scan import SecretScanningHandler
 

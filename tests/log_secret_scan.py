@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from controlplane.crypto import ADMIN_TOKEN_PREFIX, CLIENT_SECRET_PREFIX
+from controlplane.keys.crypto import ADMIN_TOKEN_PREFIX, CLIENT_SECRET_PREFIX
 from controlplane.logs import JsonFormatter
 
 #: A generated admin token or client secret: prefix + 32 random bytes, url-safe base64.

@@ -13,9 +13,10 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from controlplane.audit_partitions import ensure_audit_partitions
-from controlplane.audit_prune import create_month_partition
-from controlplane.db import Database, migrate
+from controlplane.audit.partitions import ensure_audit_partitions
+from controlplane.audit.prune import create_month_partition
+from controlplane.db.migrations import migrate
+from controlplane.db.pool import Database
 from tests.api.runtime_rows import insert_event, now
 
 

@@ -1,4 +1,4 @@
-"""Tests for controlplane.crypto (no database)."""
+"""Tests for controlplane.keys.crypto (no database)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from controlplane import crypto
-from controlplane.crypto import (
+from controlplane.keys import crypto
+from controlplane.keys.crypto import (
     DecryptionError,
     Kek,
     KekError,

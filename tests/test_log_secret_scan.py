@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from controlplane.crypto import generate_admin_token, generate_client_secret
+from controlplane.keys.crypto import generate_admin_token, generate_client_secret
 from tests.log_secret_scan import SecretScanningHandler
 
 

@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 from uuid6 import uuid7
 
-from controlplane.db import MigrationChanged, migrate, migration_files
+from controlplane.db.migrations import MigrationChanged, migrate, migration_files
 from tests.conftest import _with_database
 
 

@@ -12,10 +12,10 @@ from litestar.testing import TestClient
 from psycopg.rows import dict_row
 from uuid6 import uuid7
 
-from controlplane import crypto
-from controlplane.db import Conn
-from controlplane.provider_secrets import decrypt_provider_secrets, open_secrets, seal_secrets
-from controlplane.zone_keys import load_dek
+from controlplane.db.pool import Conn
+from controlplane.keys import crypto
+from controlplane.keys.provider_secrets import decrypt_provider_secrets, open_secrets, seal_secrets
+from controlplane.keys.zone_keys import load_dek
 from tests.conftest import TEST_KEK
 
 T = TypeVar("T")

@@ -20,9 +20,9 @@ from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
 from controlplane.app import create_app
-from controlplane.db import Database
-from controlplane.outbox import EVENTS_CHANNEL, OutboxMessage, enqueue
-from controlplane.publishers import (
+from controlplane.db.pool import Database
+from controlplane.outbox.enqueue import EVENTS_CHANNEL, OutboxMessage, enqueue
+from controlplane.outbox.publishers import (
     PgNotifyPublisher,
     Publisher,
     PublishError,
@@ -30,7 +30,7 @@ from controlplane.publishers import (
     RedisStreamPublisher,
     publishers_for,
 )
-from controlplane.relay import Relay, backoff_seconds
+from controlplane.outbox.relay import Relay, backoff_seconds
 from controlplane.settings import load_settings
 from tests.api.policy_helpers import active_set
 from tests.conftest import ADMIN_TOKEN, TEST_KEK, make_settings
@@ -216,9 +216,9 @@ def test_an_unreachable_publisher_is_tried_once_per_batch(
 
 _STALLING_RELAY = """
 import asyncio, os
-from controlplane.db import Database
-from controlplane.publishers import PgNotifyPublisher
-from controlplane.relay import Relay
+from controlplane.db.pool import Database
+from controlplane.outbox.publishers import PgNotifyPublisher
+from controlplane.outbox.relay import Relay
 
 class Stall:
     name = "stall"

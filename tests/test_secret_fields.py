@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from controlplane.secret_fields import is_secret_key, redact, split_secrets
+from controlplane.keys.secret_fields import is_secret_key, redact, split_secrets
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from controlplane.embedded import database_url_for
+from controlplane.db.embedded_postgres import database_url_for
 from controlplane.settings import load_settings
 
 TOKEN = "serve-test-admin-token-0001"

@@ -9,8 +9,8 @@ from typing import Any
 import psycopg
 from litestar.testing import TestClient
 
-from controlplane.auth import AdminToken
-from controlplane.token_cache import TokenCache
+from controlplane.auth.guard import AdminToken
+from controlplane.auth.token_cache import TokenCache
 from tests.api.policy_helpers import ALLOW, active_set
 from tests.conftest import bearer
 

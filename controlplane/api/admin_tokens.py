@@ -9,7 +9,9 @@ import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.di import Provide
 
-from controlplane.admin_tokens import (
+from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
+from controlplane.audit.events import record_event
+from controlplane.auth.admin_tokens import (
     MAX_TOKEN_NAME,
     MAX_TOKEN_TTL,
     MIN_TOKEN_TTL,
@@ -17,11 +19,9 @@ from controlplane.admin_tokens import (
     create_token,
     record_token_created,
 )
-from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
-from controlplane.audit import record_event
-from controlplane.errors import ApiError, invalid_body
+from controlplane.auth.token_cache import token_cache_of
+from controlplane.http.errors import ApiError, invalid_body
 from controlplane.services import Services
-from controlplane.token_cache import token_cache_of
 
 
 class AdminTokenInfo(msgspec.Struct):

@@ -17,12 +17,12 @@ from litestar.di import Provide
 from uuid6 import uuid7
 
 from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
-from controlplane.app_references import application_referenced_by_active_policy
-from controlplane.audit import record_event
-from controlplane.crypto import generate_client_secret
-from controlplane.db import Conn
-from controlplane.dcr_limits import check_dcr_capacity, take_rate_slot
-from controlplane.errors import ApiError, invalid_body
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.http.errors import ApiError, invalid_body
+from controlplane.keys.crypto import generate_client_secret
+from controlplane.registry.application_references import application_referenced_by_active_policy
+from controlplane.registry.dcr_limits import check_dcr_capacity, take_rate_slot
 from controlplane.services import Services
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]

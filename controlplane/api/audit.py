@@ -1,6 +1,6 @@
 """Audit queries: ``/v1/zones/{zoneId}/audit`` and ``…/audit/by-request/{requestId}``.
 
-Writes go through ``controlplane.audit.record_event`` (and the decision writer); this module
+Writes go through ``controlplane.audit.events.record_event`` (and the decision writer); this module
 only reads. ``metadata_json`` is redacted again at read time, so rows written before a key
 became secret, or by another writer, never show a secret.
 """
@@ -23,8 +23,8 @@ from controlplane.api.pagination import (
     decode_cursor,
     next_page,
 )
-from controlplane.errors import ApiError, invalid_query
-from controlplane.secret_fields import redact
+from controlplane.http.errors import ApiError, invalid_query
+from controlplane.keys.secret_fields import redact
 from controlplane.services import Services
 
 DecisionFilter = Literal["allow", "deny", "partial"]

@@ -9,8 +9,8 @@ from litestar import Request
 from litestar.datastructures import State
 from psycopg import errors as pg_errors
 
-from controlplane.db import Conn
-from controlplane.errors import ApiError
+from controlplane.db.pool import Conn
+from controlplane.http.errors import ApiError
 from controlplane.services import Services
 
 

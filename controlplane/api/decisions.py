@@ -1,9 +1,9 @@
 """Decisions [ours]: ``POST /v1/zones/{zoneId}/decisions`` — the embedded PDP over HTTP.
 
 The handler is a pipeline: load the zone's compiled sets → build the input → check the
-input's session (``controlplane.sessions``: revoked/expired deny at once) → evaluate the
+input's session (``controlplane.decisions.sessions``: revoked/expired deny at once) → evaluate the
 active set (and the shadow, observe-only) → open a step-up challenge if asked
-(``controlplane.step_up``) → build (and sign) the response → audit → respond. Without a
+(``controlplane.decisions.step_up``) → build (and sign) the response → audit → respond. Without a
 session in the input only the audit write (group commit) touches the database on the hot
 path; with one, the session check is one more round trip. The zone's sets are in process
 memory.
@@ -26,18 +26,18 @@ from litestar.serialization import encode_json, get_serializer
 from uuid6 import uuid7
 
 from controlplane.api.common import actor_id
-from controlplane.crypto import sign_jws
-from controlplane.decision_audit import AuditWriteError, DecisionEvent, audit_writer_of
-from controlplane.errors import MISSING_BODY, ApiError, invalid_body
+from controlplane.audit.decision_writer import AuditWriteError, DecisionEvent, audit_writer_of
+from controlplane.decisions.sessions import session_denial, session_gate
+from controlplane.decisions.step_up import apply_step_up
+from controlplane.http.errors import MISSING_BODY, ApiError, invalid_body
+from controlplane.http.request_context import current_request_id
+from controlplane.http.strict_input import decode_strictly
+from controlplane.keys.crypto import sign_jws
+from controlplane.keys.secret_fields import redact, scrub, secret_values
+from controlplane.keys.zone_keys import current_signing_key
 from controlplane.pdp.evaluate import CompiledSet, Decision, evaluate_set
 from controlplane.pdp.runtime import ZoneState, runtime_of
-from controlplane.request_context import current_request_id
-from controlplane.secret_fields import redact, scrub, secret_values
 from controlplane.services import Services
-from controlplane.sessions import session_denial, session_gate
-from controlplane.step_up import apply_step_up
-from controlplane.strict_input import decode_strictly
-from controlplane.zone_keys import current_signing_key
 
 #: Larger inputs are recorded in the audit event by size and hash only.
 MAX_AUDITED_INPUT_BYTES = 64 * 1024
@@ -60,7 +60,7 @@ _request_decoder = msgspec.json.Decoder(DecisionRequest)
 
 def decode_request(body: bytes) -> DecisionRequest:
     """The body decoded strictly, once (``"sign": "true"`` is 400 invalid_body, never coerced);
-    the errors are those Litestar and ``controlplane.strict_input`` give on other routes."""
+    the errors are those Litestar and ``controlplane.http.strict_input`` give on other routes."""
     if not body:
         raise invalid_body(MISSING_BODY)
     return decode_strictly(_request_decoder, body)
@@ -159,7 +159,7 @@ def evaluation_status(decision: Decision) -> str:
 async def open_step_up(
     services: Services, ctx: DecisionContext, outcome: Outcome, session_id: str | None
 ) -> Outcome:
-    """Open the step-up challenge the decision asks for (``controlplane.step_up``)."""
+    """Open the step-up challenge the decision asks for (``controlplane.decisions.step_up``)."""
     if outcome.decision.step_up is None:
         return outcome  # the common case: nothing to open, nothing to copy
     decision, challenge = await apply_step_up(

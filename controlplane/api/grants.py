@@ -23,12 +23,12 @@ from controlplane.api.pagination import (
     decode_cursor,
     next_page,
 )
-from controlplane.audit import record_event
-from controlplane.db import Conn
-from controlplane.errors import ApiError, invalid_query
-from controlplane.outbox import TOPIC_SESSION_REVOKE, enqueue
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.decisions.sessions import MAX_ID_LENGTH, revoke_subject_sessions
+from controlplane.http.errors import ApiError, invalid_query
+from controlplane.outbox.enqueue import TOPIC_SESSION_REVOKE, enqueue
 from controlplane.services import Services
-from controlplane.sessions import MAX_ID_LENGTH, revoke_subject_sessions
 
 GrantScope = Annotated[str, msgspec.Meta(pattern=whole_string("[a-z0-9:_./-]+"), max_length=200)]
 UserId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]

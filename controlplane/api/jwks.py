@@ -9,7 +9,7 @@ from litestar import Response, get
 from litestar.di import Provide
 
 from controlplane.api.common import require_zone, services_of
-from controlplane.crypto import public_jwk
+from controlplane.keys.crypto import public_jwk
 from controlplane.services import Services
 
 CACHE_CONTROL = "public, max-age=300"

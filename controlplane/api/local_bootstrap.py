@@ -22,14 +22,14 @@ from controlplane.api.policies import DEFAULT_SCHEMA_VERSION, create_policy_in
 from controlplane.api.policy_sets import activate_in, create_set_in, create_set_version_in
 from controlplane.api.resources import insert_resource
 from controlplane.api.zones import MAX_SLUG_LENGTH, ZoneCreate, derive_slug, insert_zone
-from controlplane.audit import record_event
-from controlplane.crypto import generate_client_secret
-from controlplane.db import Conn
-from controlplane.errors import ApiError
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.http.errors import ApiError
+from controlplane.keys.crypto import generate_client_secret
+from controlplane.keys.zone_keys import reseal_signing_key
 from controlplane.pdp.runtime import ZoneState, runtime_of
 from controlplane.pdp.templates import get_template
 from controlplane.services import Services
-from controlplane.zone_keys import reseal_signing_key
 
 RESOURCE_IDENTIFIER = "resource://example"
 SCOPE = "read"

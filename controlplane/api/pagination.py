@@ -27,8 +27,8 @@ from uuid import UUID
 import msgspec
 from litestar.params import Parameter
 
-from controlplane.crypto import Kek
-from controlplane.errors import ApiError
+from controlplane.http.errors import ApiError
+from controlplane.keys.crypto import Kek
 
 __all__ = [
     "CursorParam",

@@ -13,12 +13,12 @@ from litestar.di import Provide
 from uuid6 import uuid7
 
 from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
-from controlplane.audit import record_event
-from controlplane.db import Conn
-from controlplane.errors import ApiError
-from controlplane.manifest import content_sha256
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.http.errors import ApiError
 from controlplane.pdp.contract import RegoContractError, check_contract
 from controlplane.pdp.sandbox import check_in_sandbox
+from controlplane.policies.manifest import content_sha256
 from controlplane.services import Services
 
 DEFAULT_SCHEMA_VERSION = "2026-03-16"

@@ -14,11 +14,10 @@ from uuid6 import uuid7
 
 from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
 from controlplane.api.policies import DEFAULT_SCHEMA_VERSION, OptionalText, Text, contract_error
-from controlplane.audit import record_event
-from controlplane.db import Conn
-from controlplane.errors import ApiError, Issue
-from controlplane.manifest import manifest_sha256
-from controlplane.outbox import TOPIC_POLICY_INVALIDATE, enqueue
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.http.errors import ApiError, Issue
+from controlplane.outbox.enqueue import TOPIC_POLICY_INVALIDATE, enqueue
 from controlplane.pdp.contract import RegoContractError
 from controlplane.pdp.runtime import (
     PdpRuntime,
@@ -27,6 +26,7 @@ from controlplane.pdp.runtime import (
     fetch_set_version,
     runtime_of,
 )
+from controlplane.policies.manifest import manifest_sha256
 from controlplane.services import Services
 
 MAX_MANIFEST_ENTRIES = 256

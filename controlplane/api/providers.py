@@ -25,13 +25,13 @@ from controlplane.api.common import (
     services_of,
 )
 from controlplane.api.fields import Identifier, NonEmpty
-from controlplane.audit import record_event
-from controlplane.db import Conn
-from controlplane.errors import ApiError, invalid_body
-from controlplane.provider_secrets import open_secrets, seal_secrets
-from controlplane.secret_fields import split_secrets
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.http.errors import ApiError, invalid_body
+from controlplane.keys.provider_secrets import open_secrets, seal_secrets
+from controlplane.keys.secret_fields import split_secrets
+from controlplane.keys.zone_keys import load_dek
 from controlplane.services import Services
-from controlplane.zone_keys import load_dek
 
 ProviderKind = Literal["oauth2", "oidc", "apikey", "workload"]
 UNSET = msgspec.UNSET

@@ -25,9 +25,9 @@ from controlplane.api.common import (
     services_of,
 )
 from controlplane.api.fields import Identifier, NonEmpty
-from controlplane.audit import record_event
-from controlplane.db import Conn
-from controlplane.errors import ApiError, invalid_body
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.http.errors import ApiError, invalid_body
 from controlplane.services import Services
 
 Scopes = Annotated[list[NonEmpty], msgspec.Meta(min_length=1)]

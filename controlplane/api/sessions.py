@@ -11,9 +11,9 @@ from litestar.di import Provide
 
 from controlplane.api.common import require_zone, services_of
 from controlplane.api.pagination import CursorParam, LimitParam, decode_cursor, next_page
-from controlplane.errors import ApiError
+from controlplane.decisions.sessions import SESSION_STATUS_SQL, status_condition
+from controlplane.http.errors import ApiError
 from controlplane.services import Services
-from controlplane.sessions import SESSION_STATUS_SQL, status_condition
 
 SessionStatus = Literal["active", "revoked", "expired"]
 

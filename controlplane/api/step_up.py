@@ -11,10 +11,10 @@ from litestar.di import Provide
 from litestar.params import Parameter
 
 from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
-from controlplane.audit import record_event
-from controlplane.errors import ApiError
+from controlplane.audit.events import record_event
+from controlplane.decisions.step_up import satisfy_challenge
+from controlplane.http.errors import ApiError
 from controlplane.services import Services
-from controlplane.step_up import satisfy_challenge
 
 NOT_FOUND = "challenge_not_found_or_expired"
 CHALLENGE_COLUMNS = (

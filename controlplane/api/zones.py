@@ -14,11 +14,11 @@ from uuid6 import uuid7
 
 from controlplane.api.common import actor_id, require_zone, services_of
 from controlplane.api.fields import NonEmpty, whole_string
-from controlplane.audit import record_event
-from controlplane.errors import ApiError
+from controlplane.audit.events import record_event
+from controlplane.http.errors import ApiError
+from controlplane.keys.zone_keys import provision_zone_keys
 from controlplane.pdp.runtime import runtime_of
 from controlplane.services import Services
-from controlplane.zone_keys import provision_zone_keys
 
 #: Longest zone slug (derived slugs are cut to it).
 MAX_SLUG_LENGTH = 200

@@ -18,8 +18,8 @@ from controlplane.pdp.evaluate import (
     evaluate_set,
     interpret_result,
 )
+from controlplane.pdp.rego_tests import TestReport, TestResult, run_rego_tests
 from controlplane.pdp.templates import TEMPLATE_IDS, Template, get_template, load_templates
-from controlplane.pdp.testing import TestReport, TestResult, run_rego_tests
 
 __all__ = [
     "PACKAGE",

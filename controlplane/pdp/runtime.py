@@ -27,7 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from controlplane.background import background
-from controlplane.db import Conn, Database
+from controlplane.db.pool import Conn, Database
 from controlplane.pdp.contract import RegoContractError, check_contract
 from controlplane.pdp.evaluate import CompiledPolicy, CompiledSet, compile_policy, compile_set
 

@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import TestClient
 from uuid6 import uuid7
 
-from controlplane.crypto import SecretHasher
+from controlplane.keys.crypto import SecretHasher
 
 APP_KEYS = {
     "id", "zone_id", "name", "registration_method", "credential_type", "traits", "consent",

@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from uuid6 import uuid7
 
 from controlplane.app import create_app
-from controlplane.dcr_limits import MAX_ACTIVE_DCR_APPLICATIONS
+from controlplane.registry.dcr_limits import MAX_ACTIVE_DCR_APPLICATIONS
 from tests.conftest import ADMIN_TOKEN, TEST_KEK, make_settings
 
 APP_KEYS = {

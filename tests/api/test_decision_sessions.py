@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from controlplane.sessions import check_session, session_claim
+from controlplane.decisions.sessions import check_session, session_claim
 from tests.api.policy_helpers import ALLOW, active_set
 
 STEP_UP = """package caracal.authz

@@ -12,7 +12,7 @@ from litestar import get
 from litestar.testing import TestClient
 
 from controlplane.app import create_app
-from controlplane.errors import msgspec_issue
+from controlplane.http.errors import msgspec_issue
 from tests.api.test_auth_matrix import fill, v1_routes
 from tests.conftest import ADMIN_TOKEN, TEST_KEK
 

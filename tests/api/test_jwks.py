@@ -7,8 +7,8 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from controlplane.db import Database
-from controlplane.zone_keys import reseal_signing_key
+from controlplane.db.pool import Database
+from controlplane.keys.zone_keys import reseal_signing_key
 from tests.conftest import TEST_KEK
 
 

@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import TestClient
 from uuid6 import uuid7
 
-from controlplane.manifest import manifest_sha256
+from controlplane.policies.manifest import manifest_sha256
 from tests.api.policy_helpers import (
     ALLOW,
     DENY,

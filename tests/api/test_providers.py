@@ -11,7 +11,7 @@ from litestar.testing import TestClient
 from psycopg.rows import dict_row
 from uuid6 import uuid7
 
-from controlplane.provider_secrets import decrypt_provider_secrets
+from controlplane.keys.provider_secrets import decrypt_provider_secrets
 from tests.conftest import TEST_KEK
 
 PROVIDER_KEYS = {

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from controlplane import crypto
+from controlplane.keys import crypto
 from tests.conftest import TEST_KEK
 
 

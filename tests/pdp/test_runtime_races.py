@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from controlplane.db import Database
+from controlplane.db.pool import Database
 from controlplane.pdp import runtime as runtime_module
 from controlplane.pdp.runtime import PdpRuntime, ZoneState, fetch_set_version
 from tests.api.policy_helpers import activate, active_set, create_policy, create_set_version, rego

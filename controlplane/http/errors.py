@@ -17,7 +17,7 @@ from litestar.exceptions import (
 )
 from litestar.types import ExceptionHandlersMap
 
-from controlplane.request_context import current_request_id
+from controlplane.http.request_context import current_request_id
 
 log = logging.getLogger("controlplane.errors")
 

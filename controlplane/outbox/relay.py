@@ -20,9 +20,9 @@ from typing import Any
 import psycopg
 
 from controlplane.background import background
-from controlplane.db import Database
-from controlplane.outbox import WAKEUP_CHANNEL, OutboxMessage
-from controlplane.publishers import Publisher, PublisherUnavailable, publishers_for
+from controlplane.db.pool import Database
+from controlplane.outbox.enqueue import WAKEUP_CHANNEL, OutboxMessage
+from controlplane.outbox.publishers import Publisher, PublisherUnavailable, publishers_for
 from controlplane.services import Services
 
 log = logging.getLogger("controlplane.relay")
@@ -187,8 +187,8 @@ async def relay_component(services: Services) -> AsyncIterator[None]:
 
 def cmd_relay(args: argparse.Namespace) -> int:
     """Run the outbox relay alone until interrupted."""
-    from controlplane.db import migrate
-    from controlplane.embedded import database_url_for
+    from controlplane.db.embedded_postgres import database_url_for
+    from controlplane.db.migrations import migrate
     from controlplane.settings import load_settings
 
     settings = load_settings()

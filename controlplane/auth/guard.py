@@ -10,9 +10,9 @@ from typing import Any, Literal
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from controlplane.crypto import hash_admin_token
-from controlplane.errors import ApiError
-from controlplane.token_cache import token_cache_of
+from controlplane.auth.token_cache import token_cache_of
+from controlplane.http.errors import ApiError
+from controlplane.keys.crypto import hash_admin_token
 
 _BEARER = re.compile(rb"^Bearer ([\x21-\x7e]{1,512})$", re.I)
 _LAST_USED_EVERY = timedelta(seconds=60)

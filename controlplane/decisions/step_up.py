@@ -4,7 +4,7 @@ A decision whose combined result asks for ``step_up: {type, ttl}`` opens a chall
 input's session (or reuses one of the same type that is still pending), and answers
 ``partial`` with ``step_up: {id, type}``. While a satisfied, unexpired challenge exists for
 the session, the policies see ``input.session.step_up_satisfied = true``
-(``controlplane.sessions.check_session`` computes it).
+(``controlplane.decisions.sessions.check_session`` computes it).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import msgspec
 from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
-from controlplane.db import Conn, Database
+from controlplane.db.pool import Conn, Database
+from controlplane.keys.secret_fields import redact
 from controlplane.pdp.evaluate import Decision
-from controlplane.secret_fields import redact
 
 __all__ = [
     "MAX_TTL_SECONDS",

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
-from controlplane.db import Conn
-from controlplane.errors import ApiError
+from controlplane.db.pool import Conn
+from controlplane.http.errors import ApiError
 
 MAX_ACTIVE_DCR_APPLICATIONS = 1000
 RATE_WINDOW_SECONDS = 1

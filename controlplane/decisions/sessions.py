@@ -15,8 +15,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from controlplane.db import Conn, Database
-from controlplane.errors import ApiError, Issue
+from controlplane.db.pool import Conn, Database
+from controlplane.http.errors import ApiError, Issue
 from controlplane.pdp.evaluate import Decision
 
 __all__ = [

@@ -16,8 +16,8 @@ from typing import Any
 
 from psycopg import sql
 
-from controlplane.audit import record_event
-from controlplane.db import Conn
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
 
 __all__ = ["Partition", "audit_partitions", "create_month_partition", "prune", "register"]
 
@@ -132,7 +132,7 @@ async def prune(conn: Conn, older_than_seconds: int, *, dry_run: bool = False) -
 
 def _run(args: argparse.Namespace) -> int:
     """``audit prune``: print what was (or would be) dropped."""
-    from controlplane.db import migrate
+    from controlplane.db.migrations import migrate
     from controlplane.settings import load_settings, parse_duration
 
     try:
@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --older-than must be positive", file=sys.stderr)
         return 2
     settings = load_settings()
-    from controlplane.embedded import database_url_for
+    from controlplane.db.embedded_postgres import database_url_for
 
     with database_url_for(settings) as url:
         migrate(url)

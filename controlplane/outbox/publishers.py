@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import msgspec
 
-from controlplane.db import Conn
-from controlplane.outbox import EVENTS_CHANNEL, OutboxMessage, encode_message
+from controlplane.db.pool import Conn
+from controlplane.outbox.enqueue import EVENTS_CHANNEL, OutboxMessage, encode_message
 from controlplane.settings import Settings
 
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.

@@ -7,9 +7,9 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
-from controlplane.db import Conn
-from controlplane.request_context import current_request_id
-from controlplane.secret_fields import redact
+from controlplane.db.pool import Conn
+from controlplane.http.request_context import current_request_id
+from controlplane.keys.secret_fields import redact
 
 
 async def record_event(

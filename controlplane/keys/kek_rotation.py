@@ -14,8 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane import crypto
-from controlplane.db import Conn, Database, migrate
+from controlplane.db.migrations import migrate
+from controlplane.db.pool import Conn, Database
+from controlplane.keys import crypto
 from controlplane.settings import Settings, load_settings
 
 
@@ -85,7 +86,7 @@ async def _rotate(url: str, current: crypto.Kek, new: crypto.Kek) -> RotationRes
 
 def cmd_rotate_kek(args: argparse.Namespace) -> int:
     """Rewrap every zone DEK under the KEK in ``--new-kek-file`` and say what was done."""
-    from controlplane.embedded import database_url_for
+    from controlplane.db.embedded_postgres import database_url_for
 
     settings = load_settings()
     try:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controlplane import crypto
-from controlplane.db import Conn
+from controlplane.db.pool import Conn
+from controlplane.keys import crypto
 
 
 async def provision_zone_keys(conn: Conn, kek: crypto.Kek, zone_id: str) -> None:

@@ -23,7 +23,7 @@ import msgspec
 from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 
-from controlplane.errors import ApiError, Issue, invalid_query, msgspec_issue
+from controlplane.http.errors import ApiError, Issue, invalid_query, msgspec_issue
 
 
 class _HandlerInput(typing.NamedTuple):

@@ -7,9 +7,9 @@ from typing import Any
 
 from uuid6 import uuid7
 
-from controlplane.audit import record_event
-from controlplane.crypto import generate_admin_token, hash_admin_token
-from controlplane.db import Conn
+from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.keys.crypto import generate_admin_token, hash_admin_token
 
 TOKEN_COLUMNS = "id, name, scope, zone_id, created_at, expires_at, last_used_at, revoked_at"
 ENV_TOKEN_NAME = "env:CARACAL_ADMIN_TOKEN"

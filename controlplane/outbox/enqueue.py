@@ -13,7 +13,7 @@ import msgspec
 from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
-from controlplane.db import Conn
+from controlplane.db.pool import Conn
 
 TOPIC_POLICY_INVALIDATE = "caracal.policy.invalidate"
 TOPIC_SESSION_REVOKE = "caracal.session.revoke"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from controlplane.db import Conn
+from controlplane.db.pool import Conn
 
 
 async def application_referenced_by_active_policy(conn: Conn, zone_id: str, app_id: UUID) -> bool:

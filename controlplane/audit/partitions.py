@@ -15,7 +15,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from controlplane.db import MIGRATION_LOCK_KEY, Database
+from controlplane.db.migrations import MIGRATION_LOCK_KEY
+from controlplane.db.pool import Database
 from controlplane.services import Services
 
 log = logging.getLogger("controlplane.audit_partitions")

@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from controlplane import crypto
-from controlplane.db import Conn
-from controlplane.zone_keys import load_dek
+from controlplane.db.pool import Conn
+from controlplane.keys import crypto
+from controlplane.keys.zone_keys import load_dek
 
 
 def seal_secrets(dek: bytes, provider_id: UUID | str, secrets: dict[str, Any]) -> bytes | None:

@@ -19,11 +19,11 @@ from contextlib import asynccontextmanager
 import msgspec
 import psycopg
 
+from controlplane.auth.token_cache import TokenCache, token_cache_of
 from controlplane.background import background
-from controlplane.outbox import EVENTS_CHANNEL, TOPIC_POLICY_INVALIDATE, decode_message
+from controlplane.outbox.enqueue import EVENTS_CHANNEL, TOPIC_POLICY_INVALIDATE, decode_message
 from controlplane.pdp.runtime import PdpRuntime, runtime_of
 from controlplane.services import Services
-from controlplane.token_cache import TokenCache, token_cache_of
 
 log = logging.getLogger("controlplane.listener")
 
