@@ -23,6 +23,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check controlplane tests bench
 	$(VENV)/bin/ruff format --check controlplane tests bench
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) bench/pdp.py

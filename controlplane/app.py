@@ -89,9 +89,10 @@ def create_app(
     run_migrations: bool = True,
 ) -> Litestar:
     """Build the ASGI application for ``settings`` (DATABASE_URL must be set by now)."""
-    if settings.database_url is None:
+    database_url = settings.database_url
+    if database_url is None:
         raise ValueError("create_app needs settings.database_url")
-    db = Database(settings.database_url, settings.pool_min_size, settings.pool_max_size)
+    db = Database(database_url, settings.pool_min_size, settings.pool_max_size)
     services = Services(
         settings=settings,
         db=db,
@@ -105,7 +106,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if run_migrations:
-            await asyncio.to_thread(migrate, settings.database_url)
+            await asyncio.to_thread(migrate, database_url)
         await db.open()
         async with AsyncExitStack() as stack:
             stack.push_async_callback(db.close)

@@ -184,12 +184,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         except ValueError as exc:
             raise SettingsError(f"{variable}={_shown(variable, raw)} is invalid: {exc}") from None
     for field, value in overrides.items():  # command-line values obey the same rules
-        variable = _FIELD_VARIABLES.get(field)
-        if variable is not None and value is not None:
+        field_variable = _FIELD_VARIABLES.get(field)
+        if field_variable is not None and value is not None:
             try:
-                _VARIABLES[variable][1](str(value))
+                _VARIABLES[field_variable][1](str(value))
             except ValueError as exc:
-                shown = _shown(variable, value)
+                shown = _shown(field_variable, value)
                 raise SettingsError(
                     f"{field.replace('_', '-')} {shown} is invalid: {exc}"
                 ) from None

@@ -19,6 +19,7 @@ from uuid6 import uuid7
 from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
 from controlplane.audit.events import record_event
 from controlplane.db.pool import Conn
+from controlplane.db.rows import one_row
 from controlplane.http.errors import ApiError, invalid_body
 from controlplane.keys.crypto import generate_client_secret
 from controlplane.registry.application_references import application_referenced_by_active_policy
@@ -154,7 +155,7 @@ async def insert_application(
             expires_in,
         ),
     )
-    return await cur.fetchone()
+    return await one_row(cur)
 
 
 async def require_application(
@@ -341,7 +342,7 @@ class ApplicationController(Controller):
             f" RETURNING {APPLICATION_COLUMNS}",
             (*columns.values(), zone_id, app_uuid),
         )
-        return await cur.fetchone()
+        return await one_row(cur)
 
     @delete("/{app_id:str}", status_code=204)
     async def archive_application(

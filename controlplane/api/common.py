@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from psycopg import errors as pg_errors
 
 from controlplane.db.pool import Conn
+from controlplane.db.rows import one_row
 from controlplane.http.errors import ApiError
 from controlplane.services import Services
 
@@ -60,7 +61,7 @@ async def returning_unique(
     try:
         async with conn.transaction():
             cur = await conn.execute(sql, params)
-            return await cur.fetchone()
+            return await one_row(cur)
     except pg_errors.UniqueViolation as exc:
         if exc.diag.constraint_name == constraint:
             raise conflict from None

@@ -15,6 +15,8 @@ from uuid6 import uuid7
 from controlplane.api.common import actor_id, require_zone, services_of
 from controlplane.api.fields import NonEmpty, whole_string
 from controlplane.audit.events import record_event
+from controlplane.db.pool import Conn
+from controlplane.db.rows import one_row
 from controlplane.http.errors import ApiError
 from controlplane.keys.zone_keys import provision_zone_keys
 from controlplane.pdp.runtime import runtime_of
@@ -86,7 +88,7 @@ def to_zone(row: dict[str, Any]) -> Zone:
 
 
 async def insert_zone(
-    conn: Any, services: Services, zone_id: str, body: ZoneCreate, *, local_bootstrap: bool = False
+    conn: Conn, services: Services, zone_id: str, body: ZoneCreate, *, local_bootstrap: bool = False
 ) -> Zone:
     """Create a zone with its DEK and signing key; 400 invalid_zone when the slug is taken."""
     slug = body.slug if body.slug is not UNSET else derive_slug(body.name)
@@ -109,7 +111,7 @@ async def insert_zone(
                     local_bootstrap,
                 ),
             )
-            row = await cur.fetchone()
+            row = await one_row(cur)
     except pg_errors.UniqueViolation as exc:
         if exc.diag.constraint_name == "zones_active_slug":
             raise slug_taken(slug) from None
@@ -173,7 +175,7 @@ class ZoneController(Controller):
                         f"UPDATE zones SET {assignments} WHERE id = %s RETURNING {ZONE_COLUMNS}",
                         (*changes.values(), zone_id),
                     )
-                    row = await cur.fetchone()
+                    row = await one_row(cur)
             except pg_errors.UniqueViolation:
                 raise slug_taken(str(changes.get("slug"))) from None
             await record_event(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -47,7 +48,7 @@ async def admin_guard(
     scope: Scope = handler.opt.get("scope", "zone")
     if scope == "public" or not connection.scope["path"].startswith("/v1/"):
         return
-    match = _bearer_token(connection.scope["headers"])  # type: ignore[typeddict-item]
+    match = _bearer_token(connection.scope["headers"])
     if match is None:
         raise invalid_token()
     token = await authenticate(
@@ -65,7 +66,7 @@ async def admin_guard(
     connection.state.admin_token = token
 
 
-def _bearer_token(headers: list[tuple[bytes, bytes]]) -> re.Match[bytes] | None:
+def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> re.Match[bytes] | None:
     """The first ``Authorization`` header matched against ``Bearer <token>``, read from the
     raw ASGI headers (building Litestar's header multidict cost ~10 µs per request)."""
     for name, value in headers:

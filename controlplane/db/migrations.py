@@ -71,7 +71,7 @@ def migrate(url: str, directory: Path = SQL_DIR) -> list[str]:
                         )
                     continue
                 with conn.transaction():
-                    conn.execute(path.read_text())  # type: ignore[arg-type]
+                    conn.execute(path.read_text())
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
                         (version, name, digest),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 from contextvars import ContextVar
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uuid6 import uuid7
 
@@ -27,7 +29,7 @@ def new_request_id() -> str:
     return str(uuid7())
 
 
-def incoming_request_id(headers: list[tuple[bytes, bytes]]) -> str:
+def incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
     """The caller's ``X-Request-Id`` when it is 1-128 visible ASCII characters, else a new one."""
     for name, value in headers:
         if name == _HEADER:
@@ -42,10 +44,10 @@ class RequestContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:  # equal to "http"
             await self.app(scope, receive, send)
             return
-        request_id = incoming_request_id(scope["headers"])  # type: ignore[arg-type]
+        request_id = incoming_request_id(scope["headers"])
         token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -57,7 +59,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != _HEADER]
                 headers.append((_HEADER, encoded))
-                message["headers"] = headers  # type: ignore[typeddict-unknown-key]
+                message["headers"] = headers
             await send(message)
 
         try:

@@ -64,7 +64,7 @@ def _input_of(handler: HTTPRouteHandler) -> _HandlerInput:
 
 async def strict_input(request: Request[Any, Any, Any]) -> None:
     """Refuse query values and bodies that Litestar would coerce or PostgreSQL refuse."""
-    handler_input = _input_of(request.route_handler)  # type: ignore[arg-type]
+    handler_input = _input_of(request.route_handler)
     if request.scope["query_string"]:
         check_query(request, handler_input.integer_queries)
     if handler_input.decoder is None:

@@ -137,11 +137,13 @@ def _leaves(node: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 def _remove(config: dict[str, Any], keys: tuple[str, ...]) -> None:
     """Delete ``config[k1][k2]…`` if it is there (the objects around it stay)."""
+    node = config
     for key in keys[:-1]:
-        config = config.get(key)  # type: ignore[assignment]
-        if not isinstance(config, dict):
+        child = node.get(key)
+        if not isinstance(child, dict):
             return
-    config.pop(keys[-1], None)
+        node = child
+    node.pop(keys[-1], None)
 
 
 def redact(value: Any) -> Any:
@@ -151,7 +153,7 @@ def redact(value: Any) -> Any:
     lists). Used for audit metadata.
     """
     if isinstance(value, dict):
-        out = {}
+        out: dict[Any, Any] = {}
         for key, item in value.items():
             if isinstance(key, str) and is_redacted_key(key):
                 out[key] = REDACTED

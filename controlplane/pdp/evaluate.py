@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 DecisionValue = Literal["allow", "deny", "partial"]
-_DECISIONS: frozenset[str] = frozenset(("allow", "deny", "partial"))
+_DECISIONS: dict[str, DecisionValue] = {"allow": "allow", "deny": "deny", "partial": "partial"}
 POLICY_ERROR_REASON = "policy_error"
 NO_POLICIES_REASON = "no_policies"
 
@@ -226,18 +226,21 @@ def interpret_result(value: Any) -> PolicyOutcome | str:
         fast = _usual_outcome(value)
         if fast is not None:
             return fast
-    decision = value.get("decision")
+    raw_decision = value.get("decision")
     allow = value.get("allow")
     if allow is not None and not isinstance(allow, bool):
         return f"result has invalid shape: allow must be a boolean, got {_kind(allow)}"
-    if decision is None:
+    decision: DecisionValue | None
+    if raw_decision is None:
         if allow is None:
             return 'result has invalid shape: object needs "allow" (boolean) or "decision"'
         decision = "allow" if allow else "deny"
-    elif decision not in _DECISIONS:
+    else:  # a list or an object is no decision either (and cannot be looked up)
+        decision = _DECISIONS.get(raw_decision) if isinstance(raw_decision, str) else None
+    if decision is None:
         return (
             'result has invalid shape: decision must be "allow", "deny" or "partial", '
-            f"got {decision!r}"
+            f"got {raw_decision!r}"
         )
     reasons = _strings(value.get("reasons"), "reasons")
     if isinstance(reasons, str):
@@ -262,8 +265,11 @@ _FAST_KEYS = frozenset(("decision", "reasons", "granted_scopes", "obligations"))
 def _usual_outcome(value: dict[str, Any]) -> PolicyOutcome | None:
     """The outcome of a well-formed ``{"decision", "reasons"?, "granted_scopes"?,
     "obligations"?}`` object with lists of strings, else ``None`` (full checks follow)."""
-    decision = value.get("decision")
-    if decision.__class__ is not str or decision not in _DECISIONS:
+    raw_decision = value.get("decision")
+    if raw_decision.__class__ is not str:
+        return None
+    decision = _DECISIONS.get(raw_decision)
+    if decision is None:
         return None
     reasons = value.get("reasons")
     if reasons is not None:
@@ -392,9 +398,9 @@ def evaluate_set(compiled: CompiledSet, input: Mapping[str, Any]) -> Decision:
     policies = compiled.policies
     if len(policies) == 1:
         rule = compiled._plan.rules[0]
-        engine = compiled.engine if rule is not None else None
-        if engine is not None:
-            return _decide_alone(policies[0], _evaluate_alone(engine, rule, input), input)
+        if rule is not None and compiled.engine is not None:
+            alone = _evaluate_alone(compiled.engine, rule, input)
+            return _decide_alone(policies[0], alone, input)
     outcomes: list[tuple[CompiledPolicy, PolicyOutcome]] = []
     diagnostics: list[dict[str, str]] = []
     engine = compiled.engine

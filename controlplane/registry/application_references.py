@@ -9,6 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from controlplane.db.pool import Conn
+from controlplane.db.rows import one_row
 
 
 async def application_referenced_by_active_policy(conn: Conn, zone_id: str, app_id: UUID) -> bool:
@@ -23,5 +24,5 @@ async def application_referenced_by_active_policy(conn: Conn, zone_id: str, app_
         ") AS referenced",
         (zone_id, str(app_id).lower()),
     )
-    row = await cur.fetchone()
+    row = await one_row(cur)
     return bool(row["referenced"])

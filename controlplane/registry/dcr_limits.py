@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from controlplane.db.pool import Conn
+from controlplane.db.rows import one_row
 from controlplane.http.errors import ApiError
 
 MAX_ACTIVE_DCR_APPLICATIONS = 1000
@@ -27,7 +28,7 @@ async def take_rate_slot(conn: Conn, zone_id: str, limit: int) -> None:
         "SELECT caracal_dcr_rate_take(%s, %s, make_interval(secs => %s)) AS ok",
         (zone_id, limit, RATE_WINDOW_SECONDS),
     )
-    row = await cur.fetchone()
+    row = await one_row(cur)
     if not row["ok"]:
         raise ApiError(
             429,
@@ -46,7 +47,7 @@ async def check_dcr_capacity(conn: Conn, zone_id: str) -> None:
         " WHERE zone_id = %s AND registration_method = 'dcr'",
         (zone_id,),
     )
-    row = await cur.fetchone()
+    row = await one_row(cur)
     if row["n"] >= MAX_ACTIVE_DCR_APPLICATIONS:
         raise ApiError(
             429,

@@ -144,6 +144,8 @@ def test_conflicting_rules_deny_with_engine_message() -> None:
         ({}, 'object needs "allow" (boolean) or "decision"'),
         ({"allow": "yes"}, "allow must be a boolean, got string"),
         ({"decision": "maybe"}, 'decision must be "allow", "deny" or "partial", got \'maybe\''),
+        ({"decision": ["allow"]}, 'decision must be "allow", "deny" or "partial", got [\'allow\']'),
+        ({"decision": {"a": 1}}, 'decision must be "allow", "deny" or "partial", got {\'a\': 1}'),
         ({"allow": True, "reasons": "ok"}, "reasons must be a list of strings"),
         ({"allow": True, "reasons": [1]}, "reasons must be a list of strings"),
         (
