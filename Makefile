@@ -29,5 +29,9 @@ bench: install
 	$(PY) bench/pdp.py
 	$(PY) bench/audit.py
 
+.PHONY: bench-peer
+bench-peer: install
+	$(PY) bench/peer.py $(PEER_ARGS)
+
 clean:
 	rm -rf $(VENV) .caracal
