@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from controlplane.db.pool import Conn, Database
-from controlplane.http.errors import ApiError, Issue
+from controlplane.errors import Invalid
 from controlplane.pdp.evaluate import Decision
 
 __all__ = [
@@ -92,10 +92,8 @@ class SessionState:
         self.step_up_satisfied = step_up_satisfied
 
 
-def _bad(field: str, message: str) -> ApiError:
-    return ApiError(
-        400, "invalid_body", issues=[Issue(path=["input", "session", field], message=message)]
-    )
+def _bad(field: str, message: str) -> Invalid:
+    return Invalid.body(message, ["input", "session", field])
 
 
 def _text(raw: dict[str, Any], field: str, limit: int) -> str | None:
@@ -125,7 +123,7 @@ def _timestamp(raw: dict[str, Any], field: str) -> datetime | None:
 def session_claim(decision_input: dict[str, Any]) -> SessionClaim | None:
     """The session claim of a decision input, or None when it has no ``session.id``.
 
-    Present fields must be well-formed (else ``400 invalid_body`` with the issue's path
+    Present fields must be well-formed (else ``Invalid`` invalid_body with the issue's path
     under ``input.session``); whether the missing ones matter is decided by ``check_session``.
     """
     raw = decision_input.get("session")
@@ -224,21 +222,15 @@ async def check_session(conn: Conn, zone_id: str, claim: SessionClaim) -> Sessio
     """Record the session if it is new, then say whether decisions for it may proceed.
 
     An unknown session whose claim lacks ``subject_id`` or ``expires_at`` cannot be recorded:
-    ``400 invalid_body``.
+    ``Invalid`` invalid_body.
     """
     row = await _state_row(conn, zone_id, claim)
     if row is None:
         missing = "subject_id" if claim.subject_id is None else "expires_at"
-        raise ApiError(
-            400,
-            "invalid_body",
-            issues=[
-                Issue(
-                    path=["input", "session"],
-                    message=f"Object missing required field `{missing}`"
-                    " (needed to record a session seen for the first time)",
-                )
-            ],
+        raise Invalid.body(
+            f"Object missing required field `{missing}`"
+            " (needed to record a session seen for the first time)",
+            ["input", "session"],
         )
     if row["revoked"]:
         return SessionState("session_revoked", False)

@@ -1,4 +1,6 @@
-"""The one error type and the handlers that turn every failure into the contract's envelope."""
+"""The HTTP frame's errors: every failure — a domain refusal (``controlplane.errors``), an
+``ApiError`` of the HTTP layer, a framework or database error — becomes the contract's
+envelope here."""
 
 from __future__ import annotations
 
@@ -17,18 +19,23 @@ from litestar.exceptions import (
 )
 from litestar.types import ExceptionHandlersMap
 
+from controlplane.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    Issue,
+    NotFound,
+    PathItem,
+    TooManyRequests,
+    Unavailable,
+    Unprocessable,
+)
 from controlplane.http.request_context import current_request_id
 
+__all__ = ["Issue", "PathItem"]
+
 log = logging.getLogger("controlplane.errors")
-
-PathItem = str | int
-
-
-class Issue(msgspec.Struct, omit_defaults=True):
-    """One validation problem: where (``path``) and what (``message``)."""
-
-    path: list[PathItem]
-    message: str
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
@@ -40,7 +47,8 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
 
 
 class ApiError(Exception):
-    """An error answered with the contract's envelope."""
+    """An error of the HTTP layer (a request that cannot be translated into a domain call),
+    answered with the contract's envelope."""
 
     def __init__(
         self,
@@ -54,11 +62,6 @@ class ApiError(Exception):
         self.code = code
         self.detail = detail
         self.issues = issues
-
-
-def not_found(code: str, detail: str | None = None) -> ApiError:
-    """A 404 with the given code."""
-    return ApiError(404, code, detail)
 
 
 def invalid_body(message: str, path: list[PathItem] | None = None) -> ApiError:
@@ -148,6 +151,36 @@ def _api_error_handler(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any
     return error_response(exc.status, exc.code, exc.detail, exc.issues)
 
 
+#: The status of each kind of domain refusal: the one place where they meet HTTP.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unprocessable: 422,
+    TooManyRequests: 429,
+    Unavailable: 503,
+}
+
+
+def domain_status(exc: DomainError) -> int:
+    """The HTTP status of a domain refusal (its nearest kind in ``DOMAIN_STATUS``)."""
+    for kind in type(exc).__mro__:
+        status = DOMAIN_STATUS.get(kind)  # type: ignore[call-overload]
+        if status is not None:
+            return status
+    return 500
+
+
+def domain_error_body(exc: DomainError) -> ErrorBody:
+    """The envelope of a domain refusal."""
+    return ErrorBody(error=exc.code, issues=exc.issues, detail=exc.detail)
+
+
+def _domain_error_handler(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    return error_response(domain_status(exc), exc.code, exc.detail, exc.issues)
+
+
 def _http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if isinstance(exc, NotFoundException) or status == 404:
@@ -217,6 +250,7 @@ def _refused_value_handler(request: Request[Any, Any, Any], exc: psycopg.Error) 
 
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error_handler,
+    DomainError: _domain_error_handler,
     ValidationException: _validation_handler,
     HTTPException: _http_exception_handler,
     psycopg.DataError: _refused_value_handler,

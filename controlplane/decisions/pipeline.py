@@ -1,0 +1,283 @@
+"""The decision pipeline: load the zone's compiled sets → check the input's session
+(``controlplane.decisions.sessions``: revoked/expired deny at once) → evaluate the active set
+(and the shadow, observe-only) → open a step-up challenge if asked
+(``controlplane.decisions.step_up``) → build (and sign) the response → audit.
+
+``decide`` runs it with plain arguments (no HTTP framework): the HTTP route, and any other
+caller, translate to and from it. Without a session in the input only the audit write
+(group commit) touches the database on the hot path; with one, the session check is one
+more round trip. The zone's sets are in process memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from uuid6 import uuid7
+
+from controlplane.audit.decision_writer import AuditWriteError, DecisionEvent, audit_writer_of
+from controlplane.decisions.sessions import session_denial, session_gate
+from controlplane.decisions.step_up import apply_step_up
+from controlplane.errors import Conflict, NotFound, Unavailable
+from controlplane.keys.crypto import sign_jws
+from controlplane.keys.secret_fields import redact, scrub, secret_values
+from controlplane.keys.zone_keys import current_signing_key
+from controlplane.pdp.evaluate import CompiledSet, Decision, evaluate_set
+from controlplane.pdp.runtime import ZoneState, runtime_of
+from controlplane.services import Services
+
+#: Larger inputs are recorded in the audit event by size and hash only.
+MAX_AUDITED_INPUT_BYTES = 64 * 1024
+#: Larger policy outputs (reasons, granted scopes, obligations) likewise.
+MAX_AUDITED_FIELD_BYTES = 16 * 1024
+#: Engine messages in the audit diagnostics are cut to this many characters.
+MAX_DIAGNOSTIC_CHARS = 1000
+_json = msgspec.json.Encoder()
+
+
+class DeterminingPolicy(msgspec.Struct):
+    """A policy whose own decision is the final one."""
+
+    policy_id: str
+    policy_version_id: str
+
+
+class StepUpRef(msgspec.Struct):
+    """The step-up challenge a partial decision asks the caller to satisfy."""
+
+    id: str
+    type: str
+
+
+class DecisionResponse(msgspec.Struct):
+    """200 body; ``jws`` only when ``sign`` was true."""
+
+    decision: str
+    reasons: list[str]
+    granted_scopes: list[str]
+    obligations: dict[str, Any]
+    step_up: StepUpRef | None
+    policy_set_version_id: str
+    determining_policies: list[DeterminingPolicy]
+    request_id: str | None
+    jws: str | msgspec.UnsetType = msgspec.UNSET
+
+
+@dataclass(slots=True)
+class DecisionContext:
+    """Everything one decision request carries through the pipeline."""
+
+    zone_id: str
+    input: dict[str, Any]
+    actor_id: str | None
+    request_id: str | None
+    occurred_at: datetime
+    sign: bool = False
+    #: the step-up challenge opened for this decision, if any
+    step_up: StepUpRef | None = None
+    #: extra audit metadata stages may add
+    audit_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The active set's decision and, when a shadow ran, the shadow's."""
+
+    compiled: CompiledSet
+    decision: Decision
+    shadow_compiled: CompiledSet | None = None
+    shadow: Decision | None = None
+
+
+# -- pipeline stages ----------------------------------------------------------------------------
+
+
+async def load_zone_set(services: Services, zone_id: str) -> ZoneState:
+    """The zone's installed state; NotFound zone_not_found, Conflict no_active_policy_set."""
+    runtime = runtime_of(services)
+    state = runtime.cached(zone_id)
+    if state is None and "\x00" not in zone_id:
+        state = await runtime.zone(zone_id)
+    if state is None:
+        raise NotFound("zone_not_found")
+    if state.active is None:
+        raise Conflict("no_active_policy_set", "activate a policy-set version first")
+    return state
+
+
+def evaluate(state: ZoneState, input: dict[str, Any]) -> Outcome:
+    """Evaluate the active set, and the shadow set (observe-only) when there is one."""
+    assert state.active is not None
+    decision = evaluate_set(state.active, input)
+    if state.shadow is None:
+        return Outcome(state.active, decision)
+    return Outcome(state.active, decision, state.shadow, evaluate_set(state.shadow, input))
+
+
+def evaluation_status(decision: Decision) -> str:
+    """``complete``, or ``error`` when some policy failed (and denied)."""
+    return "error" if decision.diagnostics else "complete"
+
+
+async def open_step_up(
+    services: Services, ctx: DecisionContext, outcome: Outcome, session_id: str | None
+) -> Outcome:
+    """Open the step-up challenge the decision asks for (``controlplane.decisions.step_up``)."""
+    if outcome.decision.step_up is None:
+        return outcome  # the common case: nothing to open, nothing to copy
+    decision, challenge = await apply_step_up(
+        services.db, ctx.zone_id, session_id, outcome.decision, ctx.request_id
+    )
+    if challenge is not None:
+        ctx.step_up = StepUpRef(id=challenge[0], type=challenge[1])
+        ctx.audit_metadata["step_up_challenge_id"] = challenge[0]
+    return replace(outcome, decision=decision)
+
+
+def _size_and_hash(value: Any, limit: int) -> tuple[int, str] | None:
+    """``(bytes, SHA-256)`` of ``value``'s JSON when it is over ``limit`` bytes, else None."""
+    encoded = _json.encode(value)
+    if len(encoded) <= limit:
+        return None
+    return len(encoded), hashlib.sha256(encoded).hexdigest()
+
+
+def audited(value: Any) -> Any:
+    """``value`` for the audit metadata, or, when its JSON is over
+    ``MAX_AUDITED_FIELD_BYTES``, ``{"omitted_bytes", "sha256"}`` instead: policy results
+    can copy the input (``granted_scopes`` is the requested scopes), and an audit row must
+    not grow with it."""
+    too_big = _size_and_hash(value, MAX_AUDITED_FIELD_BYTES) if value else None
+    return value if too_big is None else {"omitted_bytes": too_big[0], "sha256": too_big[1]}
+
+
+def audited_input(input: dict[str, Any]) -> dict[str, Any]:
+    """``{"input": …}`` for the audit metadata, or, for an input over
+    ``MAX_AUDITED_INPUT_BYTES`` of JSON, its size and SHA-256 instead."""
+    too_big = _size_and_hash(input, MAX_AUDITED_INPUT_BYTES)
+    if too_big is None:
+        return {"input": input}
+    return {"input_bytes": too_big[0], "input_sha256": too_big[1]}
+
+
+def scrubbed_diagnostics(
+    diagnostics: list[dict[str, str]], secrets: set[str]
+) -> list[dict[str, str]]:
+    """``diagnostics`` without the input's ``secrets`` (engine messages may quote a value,
+    ``Got `"sk_live_…"` instead``, that the key-based redaction of the input hides), each
+    message cut to ``MAX_DIAGNOSTIC_CHARS``."""
+    return [
+        {**d, "error": scrub(d.get("error", ""), secrets)[:MAX_DIAGNOSTIC_CHARS]}
+        for d in diagnostics
+    ]
+
+
+async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
+    """Write the decision's audit event (group commit); Unavailable if it cannot be made durable."""
+    decision, shadow = outcome.decision, outcome.shadow
+    # The input's secret values, looked for only when some engine message could quote them.
+    errored = decision.diagnostics or (shadow is not None and shadow.diagnostics)
+    secrets = secret_values(ctx.input) if errored else set()
+    metadata: dict[str, Any] = {
+        "actor": ctx.actor_id,
+        "reasons": audited(decision.reasons),
+        "granted_scopes": audited(decision.granted_scopes),
+        "obligations": audited(decision.obligations),
+        "step_up": decision.step_up,
+        **audited_input(ctx.input),
+        **ctx.audit_metadata,
+    }
+    if shadow is not None:
+        metadata["shadow"] = {
+            "reasons": audited(shadow.reasons),
+            "granted_scopes": audited(shadow.granted_scopes),
+            "determining_policies": shadow.determining_policies,
+            "diagnostics": scrubbed_diagnostics(shadow.diagnostics, secrets),
+        }
+    event = DecisionEvent(
+        id=uuid7(),
+        zone_id=ctx.zone_id,
+        request_id=ctx.request_id,
+        actor_id=ctx.actor_id,
+        decision=decision.decision,
+        evaluation_status=evaluation_status(decision),
+        metadata=redact(metadata),
+        policy_set_id=outcome.compiled.policy_set_id,
+        policy_set_version_id=outcome.compiled.policy_set_version_id,
+        manifest_sha=outcome.compiled.manifest_sha256,
+        determining_policies=decision.determining_policies,
+        diagnostics=scrubbed_diagnostics(decision.diagnostics, secrets),
+        shadow_decision=shadow.decision if shadow is not None else None,
+        shadow_policy_set_version_id=(
+            outcome.shadow_compiled.policy_set_version_id if outcome.shadow_compiled else None
+        ),
+        occurred_at=ctx.occurred_at,
+    )
+    try:
+        await audit_writer_of(services).write(event)
+    except AuditWriteError:
+        detail = "the decision could not be recorded; retry"
+        raise Unavailable("audit_unavailable", detail) from None
+
+
+async def respond(services: Services, ctx: DecisionContext, outcome: Outcome) -> DecisionResponse:
+    """The response body (signed with the zone's key when asked)."""
+    decision = outcome.decision
+    response = DecisionResponse(
+        decision=decision.decision,
+        reasons=decision.reasons,
+        granted_scopes=decision.granted_scopes,
+        obligations=decision.obligations,
+        step_up=ctx.step_up,
+        policy_set_version_id=outcome.compiled.policy_set_version_id,
+        determining_policies=[DeterminingPolicy(**p) for p in decision.determining_policies],
+        request_id=ctx.request_id,
+    )
+    if ctx.sign:
+        async with services.db.transaction() as conn:
+            kid, private_key = await current_signing_key(conn, services.kek, ctx.zone_id)
+        # The payload is the decision object (the contract); the protected header binds it to
+        # its zone and its time, for verifiers that check them.
+        bound = {"zone_id": ctx.zone_id, "iat": int(ctx.occurred_at.timestamp())}
+        response.jws = sign_jws(private_key, kid, msgspec.to_builtins(response), bound)
+    return response
+
+
+async def decide(
+    services: Services,
+    zone_id: str,
+    input: dict[str, Any],
+    *,
+    request_id: str | None,
+    actor_id: str | None,
+    sign: bool = False,
+) -> DecisionResponse:
+    """One decision for ``input`` in the zone, recorded in the audit log; raises NotFound
+    (zone_not_found), Conflict (no_active_policy_set), Invalid (a malformed
+    ``input.session``) or Unavailable (audit_unavailable)."""
+    ctx = DecisionContext(
+        zone_id=zone_id,
+        input=input,
+        actor_id=actor_id,
+        request_id=request_id,
+        occurred_at=datetime.now(UTC),
+        sign=sign,
+    )
+    state = await load_zone_set(services, zone_id)
+    gate = await session_gate(services.db, zone_id, ctx.input)
+    ctx.input = gate.input
+    if gate.deny_reason is not None:  # revoked or expired: no policy runs
+        assert state.active is not None
+        outcome = Outcome(state.active, session_denial(gate.deny_reason))
+    else:
+        outcome = evaluate(state, ctx.input)
+        outcome = await open_step_up(services, ctx, outcome, gate.session_id)
+    # The response (and its signature) first: a decision that cannot be answered is not
+    # recorded as one that was.
+    response = await respond(services, ctx, outcome)
+    await record_decision(services, ctx, outcome)
+    return response
