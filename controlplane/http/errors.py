@@ -166,7 +166,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
 def domain_status(exc: DomainError) -> int:
     """The HTTP status of a domain refusal (its nearest kind in ``DOMAIN_STATUS``)."""
     for kind in type(exc).__mro__:
-        status = DOMAIN_STATUS.get(kind)  # type: ignore[call-overload]
+        status = DOMAIN_STATUS.get(kind)
         if status is not None:
             return status
     return 500
