@@ -1,4 +1,4 @@
-"""Admin tokens [ours]: ``/v1/admin-tokens`` (global scope)."""
+"""Admin tokens: ``/v1/admin-tokens`` (global scope)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,11 @@ import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.di import Provide
 
-from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
-from controlplane.audit.events import record_event
-from controlplane.auth.admin_tokens import (
-    MAX_TOKEN_NAME,
-    MAX_TOKEN_TTL,
-    MIN_TOKEN_TTL,
-    TOKEN_COLUMNS,
-    create_token,
-    record_token_created,
-)
+from controlplane.api.common import actor_id, services_of
+from controlplane.auth import admin_tokens
+from controlplane.auth.admin_tokens import MAX_TOKEN_NAME, MAX_TOKEN_TTL, MIN_TOKEN_TTL
 from controlplane.auth.token_cache import token_cache_of
-from controlplane.http.errors import ApiError, invalid_body
+from controlplane.http.errors import invalid_body
 from controlplane.services import Services
 
 
@@ -70,10 +63,8 @@ class AdminTokenController(Controller):
     async def list_tokens(self, services: Services) -> list[AdminTokenInfo]:
         """Every token, oldest first."""
         async with services.db.transaction() as conn:
-            cur = await conn.execute(
-                f"SELECT {TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id"
-            )
-            return [AdminTokenInfo(**{**row, "id": str(row["id"])}) for row in await cur.fetchall()]
+            rows = await admin_tokens.list_tokens(conn)
+        return [AdminTokenInfo(**{**row, "id": str(row["id"])}) for row in rows]
 
     @post("/")
     async def create(
@@ -85,16 +76,14 @@ class AdminTokenController(Controller):
         if data.scope == "global" and data.zone_id is not None:
             raise invalid_body("zone_id is only allowed when scope is zone", ["zone_id"])
         async with services.db.transaction() as conn:
-            if data.zone_id is not None:
-                await require_zone(conn, data.zone_id)
-            row, token = await create_token(
+            row, token = await admin_tokens.issue_token(
                 conn,
                 scope=data.scope,
                 zone_id=data.zone_id,
                 name=data.name,
                 expires_in=data.expires_in,
+                actor=actor_id(request),
             )
-            await record_token_created(conn, row, actor=actor_id(request))
         return AdminTokenCreated(
             id=str(row["id"]),
             name=row["name"],
@@ -108,25 +97,6 @@ class AdminTokenController(Controller):
     @delete("/{token_id:str}", status_code=204)
     async def revoke(self, request: Request, token_id: str, services: Services) -> None:
         """Revoke a token: it answers 401 from then on."""
-        token_uuid = parse_uuid(token_id, "admin_token_not_found")
         async with services.db.transaction() as conn:
-            cur = await conn.execute(
-                "SELECT zone_id, revoked_at FROM admin_tokens WHERE id = %s FOR UPDATE",
-                (token_uuid,),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise ApiError(404, "admin_token_not_found")
-            if row["revoked_at"] is not None:
-                return  # revoked already: 204, nothing changes, nothing to audit
-            await conn.execute(
-                "UPDATE admin_tokens SET revoked_at = now() WHERE id = %s", (token_uuid,)
-            )
-            await record_event(
-                conn,
-                zone_id=row["zone_id"],
-                event_type="admin_token.revoked",
-                actor_id=actor_id(request),
-                metadata={"token_id": token_id},
-            )
+            token_uuid = await admin_tokens.revoke_token(conn, token_id, actor=actor_id(request))
         token_cache_of(services).evict(str(token_uuid))

@@ -1,190 +1,22 @@
-"""Applications: ``/v1/zones/{zoneId}/applications``, Dynamic Client Registration included.
-
-An application is active while it is neither archived nor expired (view
-``active_applications``); every read, update and count sees only active ones.
-"""
+"""Applications: ``/v1/zones/{zoneId}/applications``, Dynamic Client Registration included."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime
-from typing import Annotated, Any, Literal
-from uuid import UUID
-
-import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import Provide
-from uuid6 import uuid7
 
-from controlplane.api.common import actor_id, parse_uuid, require_zone, services_of
-from controlplane.audit.events import record_event
-from controlplane.db.pool import Conn
-from controlplane.db.rows import one_row
-from controlplane.http.errors import ApiError, invalid_body
-from controlplane.keys.crypto import generate_client_secret
-from controlplane.registry.application_references import application_referenced_by_active_policy
-from controlplane.registry.dcr_limits import check_dcr_capacity, take_rate_slot
-from controlplane.services import Services
-
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
-ClientSecret = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
-CredentialType = Literal["token", "password", "public-key", "url", "public"]
-RegistrationMethod = Literal["managed", "dcr"]
-ExpiresIn = Annotated[int, msgspec.Meta(ge=1, le=100 * 365 * 86_400)]
-UNSET = msgspec.UNSET
-Unset = msgspec.UnsetType
-
-# Credential types that authenticate with a client secret: one is generated when none is given.
-SECRET_CREDENTIAL_TYPES = frozenset({"token", "password"})
-
-
-class Application(msgspec.Struct, omit_defaults=True):
-    """Application object; ``client_secret`` only in the response that generated it."""
-
-    id: str
-    zone_id: str
-    name: str
-    registration_method: str
-    credential_type: str
-    traits: list[str]
-    consent: bool
-    created_at: datetime
-    expires_at: datetime | None = None
-    client_secret: str | None = None
-
-
-class ApplicationCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """POST …/applications body."""
-
-    name: NonEmpty
-    registration_method: RegistrationMethod
-    credential_type: CredentialType = "public"
-    client_secret: ClientSecret | None = None
-    traits: list[NonEmpty] = []
-    consent: bool = False
-
-
-class ApplicationRegister(msgspec.Struct, forbid_unknown_fields=True):
-    """POST …/applications/register (DCR) body."""
-
-    name: NonEmpty
-    credential_type: CredentialType = "public"
-    client_secret: ClientSecret | None = None
-    traits: list[NonEmpty] = []
-    expires_in: ExpiresIn | None = None
-
-
-class ApplicationPatch(msgspec.Struct, forbid_unknown_fields=True):
-    """PATCH …/applications/{id} body; ``registration_method`` may only repeat the stored one."""
-
-    name: NonEmpty | Unset = UNSET
-    registration_method: RegistrationMethod | Unset = UNSET
-    credential_type: CredentialType | Unset = UNSET
-    client_secret: ClientSecret | Unset = UNSET
-    traits: list[NonEmpty] | Unset = UNSET
-    consent: bool | Unset = UNSET
-
-
-APPLICATION_COLUMNS = (
-    "id, zone_id, name, registration_method, credential_type, traits, consent,"
-    " created_at, expires_at"
+from controlplane.api.common import actor_id, services_of
+from controlplane.fields import changes_of
+from controlplane.registry import applications
+from controlplane.registry.applications import (
+    Application,
+    ApplicationCreate,
+    ApplicationPatch,
+    ApplicationRegister,
+    hash_secret,
+    prepare_secret,
 )
-
-
-def to_application(row: dict[str, Any], client_secret: str | None = None) -> Application:
-    """Row to response object (``client_secret`` only when it was just generated)."""
-    return Application(
-        id=str(row["id"]),
-        zone_id=row["zone_id"],
-        name=row["name"],
-        registration_method=row["registration_method"],
-        credential_type=row["credential_type"],
-        traits=list(row["traits"]),
-        consent=row["consent"],
-        created_at=row["created_at"],
-        expires_at=row["expires_at"],
-        client_secret=client_secret,
-    )
-
-
-async def hash_secret(services: Services, secret: str) -> str:
-    """argon2id hash of a client secret, computed off the event loop."""
-    return await asyncio.to_thread(services.hasher.hash, secret)
-
-
-async def prepare_secret(
-    services: Services, credential_type: str, given: str | None
-) -> tuple[str | None, str | None]:
-    """``(hash to store, generated secret to return once)`` for a new application."""
-    if given is None and credential_type in SECRET_CREDENTIAL_TYPES:
-        generated = generate_client_secret()
-        return await hash_secret(services, generated), generated
-    if given is None:
-        return None, None
-    return await hash_secret(services, given), None
-
-
-async def insert_application(
-    conn: Conn,
-    zone_id: str,
-    *,
-    name: str,
-    registration_method: str,
-    credential_type: str,
-    secret_hash: str | None,
-    traits: list[str],
-    consent: bool = False,
-    expires_in: int | None = None,
-) -> dict[str, Any]:
-    """Insert an application (the DCR cap is checked for ``dcr``) and return its row."""
-    if registration_method == "dcr":
-        await check_dcr_capacity(conn, zone_id)
-    cur = await conn.execute(
-        "INSERT INTO applications (zone_id, id, name, registration_method, credential_type,"
-        " client_secret_hash, traits, consent, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s,"
-        " %s, now() + make_interval(secs => %s)) RETURNING " + APPLICATION_COLUMNS,
-        (
-            zone_id,
-            uuid7(),
-            name,
-            registration_method,
-            credential_type,
-            secret_hash,
-            traits,
-            consent,
-            expires_in,
-        ),
-    )
-    return await one_row(cur)
-
-
-async def require_application(
-    conn: Conn, zone_id: str, app_id: str, *, lock: bool = False
-) -> dict[str, Any]:
-    """The active application row (``has_secret`` added), or 404 application_not_found."""
-    app_uuid = parse_uuid(app_id, "application_not_found")
-    cur = await conn.execute(
-        f"SELECT {APPLICATION_COLUMNS}, client_secret_hash IS NOT NULL AS has_secret"
-        " FROM active_applications WHERE zone_id = %s AND id = %s"
-        + (" FOR UPDATE" if lock else ""),
-        (zone_id, app_uuid),
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise ApiError(404, "application_not_found")
-    return row
-
-
-def _audit_fields(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "application_id": str(row["id"]),
-        "name": row["name"],
-        "registration_method": row["registration_method"],
-        "credential_type": row["credential_type"],
-        "traits": list(row["traits"]),
-        "consent": row["consent"],
-        "expires_at": row["expires_at"].isoformat() if row["expires_at"] else None,
-    }
+from controlplane.services import Services
 
 
 class ApplicationController(Controller):
@@ -198,30 +30,29 @@ class ApplicationController(Controller):
     async def list_applications(self, zone_id: str, services: Services) -> list[Application]:
         """Active applications of the zone, oldest first."""
         async with services.db.transaction() as conn:
-            await require_zone(conn, zone_id)
-            cur = await conn.execute(
-                f"SELECT {APPLICATION_COLUMNS} FROM active_applications WHERE zone_id = %s"
-                " ORDER BY created_at, id",
-                (zone_id,),
-            )
-            return [to_application(row) for row in await cur.fetchall()]
+            return await applications.list_applications(conn, zone_id)
 
     @post("/")
     async def create_application(
         self, request: Request, zone_id: str, services: Services, data: ApplicationCreate
     ) -> Application:
         """Create an application (201); a generated secret is returned once."""
-        return await self._create(
-            request,
-            services,
-            zone_id,
-            data.client_secret,
-            name=data.name,
-            registration_method=data.registration_method,
-            credential_type=data.credential_type,
-            traits=data.traits,
-            consent=data.consent,
+        secret_hash, generated = await prepare_secret(
+            services.hasher, data.credential_type, data.client_secret
         )
+        async with services.db.transaction() as conn:
+            return await applications.create_application(
+                conn,
+                zone_id,
+                secret_hash=secret_hash,
+                generated=generated,
+                actor=actor_id(request),
+                name=data.name,
+                registration_method=data.registration_method,
+                credential_type=data.credential_type,
+                traits=data.traits,
+                consent=data.consent,
+            )
 
     @post("/register")
     async def register_application(
@@ -229,56 +60,29 @@ class ApplicationController(Controller):
     ) -> Application:
         """Dynamic Client Registration (201): zone must allow it; rate limit and cap apply."""
         async with services.db.transaction() as conn:
-            zone = await require_zone(conn, zone_id)
-            if not zone["dcr_enabled"]:
-                raise ApiError(403, "dcr_disabled", "the zone does not allow DCR")
-            await take_rate_slot(conn, zone_id, services.settings.dcr_rate_limit)
-        return await self._create(
-            request,
-            services,
-            zone_id,
-            data.client_secret,
-            name=data.name,
-            registration_method="dcr",
-            credential_type=data.credential_type,
-            traits=data.traits,
-            expires_in=data.expires_in,
-        )
-
-    @staticmethod
-    async def _create(
-        request: Request,
-        services: Services,
-        zone_id: str,
-        client_secret: str | None,
-        **fields: Any,
-    ) -> Application:
-        """Insert an application with its (given or generated) secret and its
-        ``application.created`` event; the generated secret is in the response once."""
+            await applications.admit_registration(conn, zone_id, services.settings.dcr_rate_limit)
         secret_hash, generated = await prepare_secret(
-            services, fields["credential_type"], client_secret
+            services.hasher, data.credential_type, data.client_secret
         )
         async with services.db.transaction() as conn:
-            await require_zone(conn, zone_id)
-            row = await insert_application(conn, zone_id, secret_hash=secret_hash, **fields)
-            metadata = _audit_fields(row)
-            if generated is not None:
-                metadata["generated"] = ["client_secret"]
-            await record_event(
+            return await applications.create_application(
                 conn,
-                zone_id=zone_id,
-                event_type="application.created",
-                actor_id=actor_id(request),
-                metadata=metadata,
+                zone_id,
+                secret_hash=secret_hash,
+                generated=generated,
+                actor=actor_id(request),
+                name=data.name,
+                registration_method="dcr",
+                credential_type=data.credential_type,
+                traits=data.traits,
+                expires_in=data.expires_in,
             )
-        return to_application(row, generated)
 
     @get("/{app_id:str}")
     async def get_application(self, zone_id: str, app_id: str, services: Services) -> Application:
         """One active application."""
         async with services.db.transaction() as conn:
-            await require_zone(conn, zone_id)
-            return to_application(await require_application(conn, zone_id, app_id))
+            return await applications.get_application(conn, zone_id, app_id)
 
     @patch("/{app_id:str}")
     async def update_application(
@@ -290,59 +94,21 @@ class ApplicationController(Controller):
         data: ApplicationPatch,
     ) -> Application:
         """Partial update; a new ``client_secret`` is rehashed."""
-        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not UNSET}
-        if not changes:
-            raise ApiError(400, "no_fields", "the body contains no updatable fields")
+        changes = changes_of(data)
         given_secret = changes.pop("client_secret", None)
-        secret_hash = None if given_secret is None else await hash_secret(services, given_secret)
-        generated: str | None = None
-        async with services.db.transaction() as conn:
-            # A downgrade to public is checked against the active policies: the zone lock
-            # makes it wait for an activation in flight and see what that activation made.
-            await require_zone(conn, zone_id, lock=changes.get("credential_type") == "public")
-            current = await require_application(conn, zone_id, app_id, lock=True)
-            method = changes.pop("registration_method", current["registration_method"])
-            if method != current["registration_method"]:
-                raise invalid_body("registration_method cannot be changed", ["registration_method"])
-            new_type = changes.get("credential_type", current["credential_type"])
-            if (
-                new_type == "public"
-                and current["credential_type"] != "public"
-                and await application_referenced_by_active_policy(conn, zone_id, current["id"])
-            ):
-                raise ApiError(
-                    409,
-                    "app_referenced_by_active_policy",
-                    "an active policy references this application",
-                )
-            if secret_hash is None and not current["has_secret"]:
-                secret_hash, generated = await prepare_secret(services, new_type, None)
-            row = await self._apply_patch(conn, zone_id, current["id"], changes, secret_hash)
-            changed = sorted([*changes, *(["client_secret"] if secret_hash else [])])
-            await record_event(
-                conn,
-                zone_id=zone_id,
-                event_type="application.updated",
-                actor_id=actor_id(request),
-                metadata={"application_id": str(row["id"]), "changes": changes, "changed": changed},
-            )
-        return to_application(row, generated)
-
-    @staticmethod
-    async def _apply_patch(
-        conn: Conn, zone_id: str, app_uuid: UUID, changes: dict[str, Any], secret_hash: str | None
-    ) -> dict[str, Any]:
-        columns = dict(changes)
-        if secret_hash is not None:
-            columns["client_secret_hash"] = secret_hash
-        # Only a repeated registration_method: nothing to set but updated_at (by the trigger).
-        assignments = ", ".join(f"{column} = %s" for column in columns) or "name = name"
-        cur = await conn.execute(
-            f"UPDATE applications SET {assignments} WHERE zone_id = %s AND id = %s"
-            f" RETURNING {APPLICATION_COLUMNS}",
-            (*columns.values(), zone_id, app_uuid),
+        secret_hash = (
+            None if given_secret is None else await hash_secret(services.hasher, given_secret)
         )
-        return await one_row(cur)
+        async with services.db.transaction() as conn:
+            return await applications.update_application(
+                conn,
+                services.hasher,
+                zone_id,
+                app_id,
+                changes,
+                secret_hash=secret_hash,
+                actor=actor_id(request),
+            )
 
     @delete("/{app_id:str}", status_code=204)
     async def archive_application(
@@ -350,16 +116,4 @@ class ApplicationController(Controller):
     ) -> None:
         """Archive (soft delete); an expired application is already gone (404)."""
         async with services.db.transaction() as conn:
-            await require_zone(conn, zone_id)
-            current = await require_application(conn, zone_id, app_id, lock=True)
-            await conn.execute(
-                "UPDATE applications SET archived_at = now() WHERE zone_id = %s AND id = %s",
-                (zone_id, current["id"]),
-            )
-            await record_event(
-                conn,
-                zone_id=zone_id,
-                event_type="application.archived",
-                actor_id=actor_id(request),
-                metadata={"application_id": str(current["id"])},
-            )
+            await applications.archive_application(conn, zone_id, app_id, actor=actor_id(request))

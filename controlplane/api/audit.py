@@ -15,7 +15,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.di import Provide
 
-from controlplane.api.common import require_zone, services_of
+from controlplane.api.common import services_of
 from controlplane.api.pagination import (
     CursorParam,
     LimitParam,
@@ -25,6 +25,7 @@ from controlplane.api.pagination import (
 )
 from controlplane.http.errors import ApiError, invalid_query
 from controlplane.keys.secret_fields import redact
+from controlplane.registry.zones import require_zone
 from controlplane.services import Services
 
 DecisionFilter = Literal["allow", "deny", "partial"]

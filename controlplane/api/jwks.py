@@ -8,8 +8,9 @@ import msgspec
 from litestar import Response, get
 from litestar.di import Provide
 
-from controlplane.api.common import require_zone, services_of
+from controlplane.api.common import services_of
 from controlplane.keys.crypto import public_jwk
+from controlplane.registry.zones import require_zone
 from controlplane.services import Services
 
 CACHE_CONTROL = "public, max-age=300"

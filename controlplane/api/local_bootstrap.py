@@ -16,19 +16,20 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.di import Provide
 
-from controlplane.api.applications import hash_secret, insert_application, prepare_secret
 from controlplane.api.common import actor_id, services_of
-from controlplane.api.policies import DEFAULT_SCHEMA_VERSION, create_policy_in
-from controlplane.api.policy_sets import activate_in, create_set_in, create_set_version_in
-from controlplane.api.resources import insert_resource
-from controlplane.api.zones import MAX_SLUG_LENGTH, ZoneCreate, derive_slug, insert_zone
 from controlplane.audit.events import record_event
 from controlplane.db.pool import Conn
-from controlplane.http.errors import ApiError
+from controlplane.errors import Conflict
 from controlplane.keys.crypto import generate_client_secret
 from controlplane.keys.zone_keys import reseal_signing_key
 from controlplane.pdp.runtime import ZoneState, runtime_of
 from controlplane.pdp.templates import get_template
+from controlplane.policies.activation import activate_version
+from controlplane.policies.policies import DEFAULT_SCHEMA_VERSION, insert_policy
+from controlplane.policies.policy_sets import insert_set, insert_set_version
+from controlplane.registry.applications import hash_secret, insert_application, prepare_secret
+from controlplane.registry.resources import insert_resource
+from controlplane.registry.zones import MAX_SLUG_LENGTH, ZoneCreate, derive_slug, insert_zone
 from controlplane.services import Services
 
 RESOURCE_IDENTIFIER = "resource://example"
@@ -85,7 +86,7 @@ async def _new_application(
     conn: Conn, services: Services, zone_id: str
 ) -> tuple[dict[str, Any], str | None]:
     """The bootstrap application (a managed token client) and its generated secret."""
-    secret_hash, secret = await prepare_secret(services, "token", None)
+    secret_hash, secret = await prepare_secret(services.hasher, "token", None)
     application = await insert_application(
         conn,
         zone_id,
@@ -120,7 +121,7 @@ async def _create(
     slug = await _free_slug(conn, derive_slug(zone_id))
     await insert_zone(
         conn,
-        services,
+        services.kek,
         zone_id,
         ZoneCreate(name=f"Local ({zone_id})", slug=slug or msgspec.UNSET),
         local_bootstrap=True,
@@ -129,7 +130,7 @@ async def _create(
     resource = await _example_resource(conn, zone_id)
     template = get_template(TEMPLATE_ID)
     assert template is not None
-    policy, version = await create_policy_in(
+    policy, version = await insert_policy(
         conn,
         zone_id=zone_id,
         name=TEMPLATE_ID,
@@ -140,7 +141,7 @@ async def _create(
         actor=actor,
         audit=False,
     )
-    policy_set = await create_set_in(
+    policy_set = await insert_set(
         conn,
         zone_id=zone_id,
         name=POLICY_SET_NAME,
@@ -148,7 +149,7 @@ async def _create(
         actor=actor,
         audit=False,
     )
-    set_version = await create_set_version_in(
+    set_version = await insert_set_version(
         conn,
         zone_id=zone_id,
         set_uuid=policy_set["id"],
@@ -157,7 +158,7 @@ async def _create(
         actor=actor,
         audit=False,
     )
-    activation, state = await activate_in(
+    activation, state = await activate_version(
         conn,
         runtime_of(services),
         zone_id=zone_id,
@@ -204,7 +205,7 @@ async def _existing(
     )
     row = await cur.fetchone()
     if row is None:
-        raise ApiError(409, "zone_not_local_bootstrap", "the zone has no bootstrap record")
+        raise Conflict("zone_not_local_bootstrap", "the zone has no bootstrap record")
     remade: dict[str, Any] = {}
     application_id, secret = row["application_id"], None
     if not row["application_live"]:
@@ -214,7 +215,7 @@ async def _existing(
         secret = generate_client_secret()
         await conn.execute(
             "UPDATE applications SET client_secret_hash = %s WHERE zone_id = %s AND id = %s",
-            (await hash_secret(services, secret), zone_id, application_id),
+            (await hash_secret(services.hasher, secret), zone_id, application_id),
         )
     resource_id = row["resource_id"]
     if not row["resource_live"]:
@@ -256,12 +257,11 @@ async def local_bootstrap(
         )
         zone = await cur.fetchone()
         if zone is not None and not zone["local_bootstrap"]:
-            raise ApiError(
-                409, "zone_not_local_bootstrap", f"zone {zone_id!r} was not made by bootstrap"
+            raise Conflict(
+                "zone_not_local_bootstrap", f"zone {zone_id!r} was not made by bootstrap"
             )
         if zone is not None and zone["archived_at"] is not None:
-            raise ApiError(
-                409,
+            raise Conflict(
                 "zone_not_local_bootstrap",
                 f"the bootstrap zone {zone_id!r} was archived; set another CARACAL_LOCAL_ZONE_ID",
             )

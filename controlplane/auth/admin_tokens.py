@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from uuid6 import uuid7
 
 from controlplane.audit.events import record_event
 from controlplane.db.pool import Conn
+from controlplane.db.rows import one_row, parse_uuid
+from controlplane.errors import NotFound
 from controlplane.keys.crypto import generate_admin_token, hash_admin_token
+from controlplane.registry.zones import require_zone
 
 TOKEN_COLUMNS = "id, name, scope, zone_id, created_at, expires_at, last_used_at, revoked_at"
 ENV_TOKEN_NAME = "env:CARACAL_ADMIN_TOKEN"
@@ -32,8 +36,7 @@ async def create_token(
         f" RETURNING {TOKEN_COLUMNS}",
         (uuid7(), name, scope, zone_id, hash_admin_token(token), expires_in, expires_in),
     )
-    row = await cur.fetchone()
-    assert row is not None
+    row = await one_row(cur)
     return row, token
 
 
@@ -60,3 +63,52 @@ async def record_token_created(conn: Conn, row: dict[str, Any], *, actor: str | 
         actor_id=actor,
         metadata={"token_id": str(row["id"]), "scope": row["scope"], "name": row["name"]},
     )
+
+
+async def list_tokens(conn: Conn) -> list[dict[str, Any]]:
+    """Every token's row, oldest first."""
+    cur = await conn.execute(f"SELECT {TOKEN_COLUMNS} FROM admin_tokens ORDER BY created_at, id")
+    return await cur.fetchall()
+
+
+async def issue_token(
+    conn: Conn,
+    *,
+    scope: str,
+    zone_id: str | None,
+    name: str | None,
+    expires_in: int | None,
+    actor: str | None,
+) -> tuple[dict[str, Any], str]:
+    """``create_token`` for an active zone (NotFound zone_not_found) with its audit event."""
+    if zone_id is not None:
+        await require_zone(conn, zone_id)
+    row, token = await create_token(
+        conn, scope=scope, zone_id=zone_id, name=name, expires_in=expires_in
+    )
+    await record_token_created(conn, row, actor=actor)
+    return row, token
+
+
+async def revoke_token(conn: Conn, token_id: str, *, actor: str | None) -> UUID:
+    """Revoke a token (it answers 401 from then on) and record ``admin_token.revoked``; a
+    revoked token stays as it is. Returns the token's id, for the caller to evict it from
+    its cache after the commit; NotFound admin_token_not_found."""
+    token_uuid = parse_uuid(token_id, "admin_token_not_found")
+    cur = await conn.execute(
+        "SELECT zone_id, revoked_at FROM admin_tokens WHERE id = %s FOR UPDATE", (token_uuid,)
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("admin_token_not_found")
+    if row["revoked_at"] is not None:
+        return token_uuid  # revoked already: nothing changes, nothing to audit
+    await conn.execute("UPDATE admin_tokens SET revoked_at = now() WHERE id = %s", (token_uuid,))
+    await record_event(
+        conn,
+        zone_id=row["zone_id"],
+        event_type="admin_token.revoked",
+        actor_id=actor,
+        metadata={"token_id": token_id},
+    )
+    return token_uuid

@@ -13,25 +13,32 @@ Revoking a user's sessions revokes the sessions delegated from them too.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from controlplane.db.pool import Conn, Database
-from controlplane.errors import Invalid
+from controlplane.errors import Invalid, NotFound
 from controlplane.pdp.evaluate import Decision
+from controlplane.registry.zones import require_zone
 
 __all__ = [
     "MAX_CHAIN_DEPTH",
     "MAX_ID_LENGTH",
     "SESSION_STATUS_SQL",
+    "Session",
     "SessionClaim",
     "SessionGate",
     "SessionState",
     "check_session",
+    "get_session",
+    "list_sessions",
     "revoke_subject_sessions",
     "session_claim",
     "session_denial",
     "session_gate",
     "status_condition",
+    "to_session",
 ]
 
 MAX_ID_LENGTH = 512
@@ -312,3 +319,77 @@ def session_denial(reason: str) -> Decision:
         determining_policies=[],
         diagnostics=[],
     )
+
+
+# -- the admin API's view -----------------------------------------------------------------------
+
+SessionStatus = Literal["active", "revoked", "expired"]
+
+SESSION_COLUMNS = (
+    "id, zone_id, session_type, subject_id, parent_id,"
+    f" {SESSION_STATUS_SQL} AS status, expires_at, authenticated_at, created_at"
+)
+
+
+class Session(msgspec.Struct):
+    """Session row."""
+
+    id: str
+    zone_id: str
+    session_type: str
+    subject_id: str
+    parent_id: str | None
+    status: str
+    expires_at: datetime
+    authenticated_at: datetime
+    created_at: datetime
+
+
+def to_session(row: dict[str, Any]) -> Session:
+    """Row to response object."""
+    return Session(**{name: row[name] for name in Session.__struct_fields__})
+
+
+async def list_sessions(
+    conn: Conn,
+    zone_id: str,
+    *,
+    status: SessionStatus | None,
+    subject_id: str | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to ``limit`` session rows, newest first, filtered by derived status and subject,
+    after the position ``before`` (exclusive) when given."""
+    conditions = ["zone_id = %s"]
+    params: list[Any] = [zone_id]
+    if status is not None:
+        conditions.append(status_condition(status))
+    if subject_id is not None:
+        conditions.append("subject_id = %s")
+        params.append(subject_id)
+    if before is not None:
+        conditions.append("(created_at, id) < (%s, %s)")
+        params += list(before)
+    await require_zone(conn, zone_id)
+    cur = await conn.execute(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE {' AND '.join(conditions)}"
+        " ORDER BY created_at DESC, id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return await cur.fetchall()
+
+
+async def get_session(conn: Conn, zone_id: str, session_id: str) -> Session:
+    """One session; NotFound session_not_found."""
+    await require_zone(conn, zone_id)
+    if "\x00" in session_id:  # never stored (PostgreSQL refuses NUL in text)
+        raise NotFound("session_not_found")
+    cur = await conn.execute(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE zone_id = %s AND id = %s",
+        (zone_id, session_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound("session_not_found")
+    return to_session(row)

@@ -16,15 +16,24 @@ import msgspec
 from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
+from controlplane.audit.events import record_event
 from controlplane.db.pool import Conn, Database
+from controlplane.db.rows import one_row, parse_uuid
+from controlplane.errors import NotFound
 from controlplane.keys.secret_fields import redact
 from controlplane.pdp.evaluate import Decision
+from controlplane.registry.zones import require_zone
 
 __all__ = [
     "MAX_TTL_SECONDS",
+    "NOT_FOUND",
     "NO_SESSION_REASON",
+    "Challenge",
+    "Satisfied",
     "apply_step_up",
+    "list_challenges",
     "open_challenge",
+    "satisfy",
     "satisfy_challenge",
 ]
 
@@ -87,8 +96,7 @@ async def satisfy_challenge(
         " WHERE zone_id = %s AND id = %s RETURNING satisfied_at",
         (zone_id, challenge_id),
     )
-    updated = await cur.fetchone()
-    assert updated is not None
+    updated = await one_row(cur)
     return updated["satisfied_at"], True
 
 
@@ -124,3 +132,75 @@ async def apply_step_up(
             conn, zone_id, session_id, challenge_type, ttl, metadata
         )
     return decision, (challenge_id, challenge_type)
+
+
+# -- the admin API's view -----------------------------------------------------------------------
+
+NOT_FOUND = "challenge_not_found_or_expired"
+CHALLENGE_COLUMNS = (
+    "id, zone_id, session_id, challenge_type, metadata_json, created_at, expires_at, satisfied_at"
+)
+
+
+class Challenge(msgspec.Struct):
+    """Step-up challenge object."""
+
+    id: str
+    zone_id: str
+    session_id: str
+    challenge_type: str
+    metadata_json: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime
+    satisfied_at: datetime | None
+
+
+class Satisfied(msgspec.Struct):
+    """The outcome of satisfying a challenge."""
+
+    id: str
+    satisfied_at: datetime
+
+
+def to_challenge(row: dict[str, Any]) -> Challenge:
+    """Row to response object."""
+    return Challenge(**{**row, "id": str(row["id"])})
+
+
+async def list_challenges(
+    conn: Conn, zone_id: str, *, session_id: str | None, limit: int
+) -> list[Challenge]:
+    """The zone's challenges, newest first (optionally of one session)."""
+    conditions = ["zone_id = %s"]
+    params: list[Any] = [zone_id]
+    if session_id is not None:
+        conditions.append("session_id = %s")
+        params.append(session_id)
+    await require_zone(conn, zone_id)
+    cur = await conn.execute(
+        f"SELECT {CHALLENGE_COLUMNS} FROM step_up_challenges"
+        f" WHERE {' AND '.join(conditions)}"
+        " ORDER BY created_at DESC, id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return [to_challenge(row) for row in await cur.fetchall()]
+
+
+async def satisfy(conn: Conn, zone_id: str, challenge_id: str, *, actor: str | None) -> Satisfied:
+    """Mark a challenge satisfied; idempotent (the first ``satisfied_at`` is kept, the first
+    time records ``step_up_challenge.satisfied``); NotFound for an unknown or expired one."""
+    challenge_uuid = parse_uuid(challenge_id, NOT_FOUND)
+    await require_zone(conn, zone_id)
+    outcome = await satisfy_challenge(conn, zone_id, challenge_uuid)
+    if outcome is None:
+        raise NotFound(NOT_FOUND)
+    satisfied_at, newly = outcome
+    if newly:
+        await record_event(
+            conn,
+            zone_id=zone_id,
+            event_type="step_up_challenge.satisfied",
+            actor_id=actor,
+            metadata={"challenge_id": challenge_id},
+        )
+    return Satisfied(id=str(challenge_uuid), satisfied_at=satisfied_at)

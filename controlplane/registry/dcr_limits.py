@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from controlplane.db.pool import Conn
 from controlplane.db.rows import one_row
-from controlplane.http.errors import ApiError
+from controlplane.errors import TooManyRequests
 
 MAX_ACTIVE_DCR_APPLICATIONS = 1000
 RATE_WINDOW_SECONDS = 1
 
 
 async def take_rate_slot(conn: Conn, zone_id: str, limit: int) -> None:
-    """Record one DCR request for the zone, or raise 429 dcr_rate_limit_exceeded.
+    """Record one DCR request for the zone, or raise TooManyRequests dcr_rate_limit_exceeded.
 
     Call it in a short transaction of its own, committed before the registration runs: a
     request that passes counts even when the registration then fails, and the limiter row
@@ -30,15 +30,15 @@ async def take_rate_slot(conn: Conn, zone_id: str, limit: int) -> None:
     )
     row = await one_row(cur)
     if not row["ok"]:
-        raise ApiError(
-            429,
+        raise TooManyRequests(
             "dcr_rate_limit_exceeded",
             f"at most {limit} registrations per second in a zone",
         )
 
 
 async def check_dcr_capacity(conn: Conn, zone_id: str) -> None:
-    """Lock the zone's DCR count until the transaction ends; 429 dcr_limit_exceeded if full."""
+    """Lock the zone's DCR count until the transaction ends; TooManyRequests
+    dcr_limit_exceeded if full."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended('caracal.dcr:' || %s, 0))", (zone_id,)
     )
@@ -49,8 +49,7 @@ async def check_dcr_capacity(conn: Conn, zone_id: str) -> None:
     )
     row = await one_row(cur)
     if row["n"] >= MAX_ACTIVE_DCR_APPLICATIONS:
-        raise ApiError(
-            429,
+        raise TooManyRequests(
             "dcr_limit_exceeded",
             f"the zone has {MAX_ACTIVE_DCR_APPLICATIONS} active DCR applications",
         )

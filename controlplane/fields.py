@@ -1,10 +1,12 @@
-"""Constrained string types shared by the request bodies."""
+"""Constrained string types shared by the request bodies, and what a PATCH body changes."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
+
+from controlplane.errors import Invalid
 
 #: Longest resource or provider ``identifier`` (they are indexed; PostgreSQL refuses index
 #: entries over ~2.7 kB, and anything longer than this is not a real identifier).
@@ -23,3 +25,11 @@ def whole_string(pattern: str) -> str:
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
+
+
+def changes_of(patch: msgspec.Struct) -> dict[str, Any]:
+    """The fields a PATCH body sets (``UNSET`` ones left out); Invalid no_fields when none."""
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if not changes:
+        raise Invalid("no_fields", "the body contains no updatable fields")
+    return changes
