@@ -7,7 +7,7 @@ import logging
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
@@ -32,10 +32,11 @@ from controlplane.api.sessions import SessionController
 from controlplane.api.step_up import StepUpController
 from controlplane.api.templates import list_templates
 from controlplane.api.zones import ZoneController
-from controlplane.audit.decision_writer import decision_audit_component
+from controlplane.audit.decision_writer import DecisionAuditWriter, decision_audit_component
 from controlplane.audit.partitions import audit_partitions_component
 from controlplane.auth.admin_tokens import upsert_env_token
 from controlplane.auth.guard import admin_guard
+from controlplane.auth.token_cache import TokenCache
 from controlplane.db.migrations import migrate
 from controlplane.db.pool import Database
 from controlplane.gc_tuning import tune_gc_after_startup
@@ -46,7 +47,7 @@ from controlplane.keys.crypto import Kek, SecretHasher, load_kek
 from controlplane.logs import configure_logging
 from controlplane.outbox.listener import listener_component
 from controlplane.outbox.relay import relay_component
-from controlplane.pdp.runtime import reconciler_component
+from controlplane.pdp.runtime import PdpRuntime, reconciler_component
 from controlplane.services import Services
 from controlplane.settings import Settings, load_settings
 
@@ -56,7 +57,7 @@ MAX_BODY_BYTES = 1024 * 1024
 
 # Background parts of the service (relay, PDP listener, …) register here: each is an async
 # context manager factory taking the Services, entered at start-up and exited at shutdown.
-Component = Callable[[Services], Any]
+Component = Callable[[Services], AbstractAsyncContextManager[None]]
 COMPONENTS: list[Component] = []
 
 ROUTE_HANDLERS: list[Any] = [
@@ -70,8 +71,13 @@ ROUTE_HANDLERS: list[Any] = [
 ROUTE_HANDLERS += [ApplicationController, ResourceController, ProviderController]
 ROUTE_HANDLERS += [SessionController, StepUpController, AuditController, GrantController]
 ROUTE_HANDLERS += [PolicyController, PolicySetController, DecisionController, list_templates]
-COMPONENTS += [decision_audit_component, listener_component, reconciler_component, relay_component]
-COMPONENTS += [audit_partitions_component]
+COMPONENTS += [
+    lambda s: decision_audit_component(s.audit_writer),
+    lambda s: listener_component(s.db.url, s.runtime, s.token_cache),
+    lambda s: reconciler_component(s.runtime, s.settings.pdp_reconcile_seconds),
+    lambda s: relay_component(s.db, s.settings),
+    lambda s: audit_partitions_component(s.db),
+]
 
 
 class ControlPlaneApp(Litestar):
@@ -101,6 +107,9 @@ def create_app(
         hasher=SecretHasher(
             settings.argon2_time_cost, settings.argon2_memory_cost, settings.argon2_parallelism
         ),
+        runtime=PdpRuntime(db),
+        audit_writer=DecisionAuditWriter(db.url),
+        token_cache=TokenCache(settings.token_cache_seconds),
     )
 
     @asynccontextmanager

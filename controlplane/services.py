@@ -1,12 +1,15 @@
-"""The process-wide objects handlers use, kept on ``app.state.services``."""
+"""The process-wide objects handlers use, kept on ``app.state.services`` (built by
+``controlplane.app.create_app``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
+from controlplane.audit.decision_writer import DecisionAuditWriter
+from controlplane.auth.token_cache import TokenCache
 from controlplane.db.pool import Database
 from controlplane.keys.crypto import Kek, SecretHasher
+from controlplane.pdp.runtime import PdpRuntime
 from controlplane.settings import Settings
 
 
@@ -18,5 +21,10 @@ class Services:
     db: Database
     kek: Kek
     hasher: SecretHasher
+    #: the zones' compiled policy sets, evaluated in process
+    runtime: PdpRuntime
+    #: the decision audit log's group-commit writer
+    audit_writer: DecisionAuditWriter
+    #: recently verified admin tokens
+    token_cache: TokenCache
     draining: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)

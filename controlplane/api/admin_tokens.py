@@ -12,7 +12,6 @@ from litestar.di import Provide
 from controlplane.api.common import actor_id, services_of
 from controlplane.auth import admin_tokens
 from controlplane.auth.admin_tokens import MAX_TOKEN_NAME, MAX_TOKEN_TTL, MIN_TOKEN_TTL
-from controlplane.auth.token_cache import token_cache_of
 from controlplane.http.errors import invalid_body
 from controlplane.services import Services
 
@@ -99,4 +98,4 @@ class AdminTokenController(Controller):
         """Revoke a token: it answers 401 from then on."""
         async with services.db.transaction() as conn:
             token_uuid = await admin_tokens.revoke_token(conn, token_id, actor=actor_id(request))
-        token_cache_of(services).evict(str(token_uuid))
+        services.token_cache.evict(str(token_uuid))

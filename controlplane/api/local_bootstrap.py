@@ -22,7 +22,7 @@ from controlplane.db.pool import Conn
 from controlplane.errors import Conflict
 from controlplane.keys.crypto import generate_client_secret
 from controlplane.keys.zone_keys import reseal_signing_key
-from controlplane.pdp.runtime import ZoneState, runtime_of
+from controlplane.pdp.runtime import ZoneState
 from controlplane.pdp.templates import get_template
 from controlplane.policies.activation import activate_version
 from controlplane.policies.policies import DEFAULT_SCHEMA_VERSION, insert_policy
@@ -160,7 +160,7 @@ async def _create(
     )
     activation, state = await activate_version(
         conn,
-        runtime_of(services),
+        services.runtime,
         zone_id=zone_id,
         set_uuid=policy_set["id"],
         version_id=set_version["id"],
@@ -286,5 +286,5 @@ async def local_bootstrap(
                 },
             )
     if state is not None:
-        runtime_of(services).install(state)
+        services.runtime.install(state)
     return Response(result, status_code=status)

@@ -6,7 +6,6 @@ from litestar import Controller, Request, delete, get, post
 from litestar.di import Provide
 
 from controlplane.api.common import actor_id, services_of
-from controlplane.pdp.runtime import runtime_of
 from controlplane.policies import activation, policy_sets
 from controlplane.policies.activation import ActivateBody, Activation
 from controlplane.policies.policy_sets import (
@@ -70,7 +69,7 @@ class PolicySetController(Controller):
         """Make a version of this set the zone's single active version (optionally with a
         shadow version of any live set of the zone); the invalidation goes through the outbox."""
         actor = actor_id(request)
-        runtime = runtime_of(services)
+        runtime = services.runtime
         async with services.db.transaction() as conn:
             result, state = await activation.activate(
                 conn, runtime, zone_id, set_id, data, actor=actor

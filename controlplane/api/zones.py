@@ -8,7 +8,6 @@ from uuid6 import uuid7
 
 from controlplane.api.common import actor_id, services_of
 from controlplane.fields import changes_of
-from controlplane.pdp.runtime import runtime_of
 from controlplane.registry import zones
 from controlplane.registry.zones import Zone, ZoneCreate, ZonePatch
 from controlplane.services import Services
@@ -55,4 +54,4 @@ class ZoneController(Controller):
         """Archive (soft delete)."""
         async with services.db.transaction() as conn:
             await zones.archive_zone(conn, zone_id, actor=actor_id(request))
-        runtime_of(services).forget(zone_id)  # other processes: the caracal_zones NOTIFY
+        services.runtime.forget(zone_id)  # other processes: the caracal_zones NOTIFY

@@ -23,8 +23,6 @@ from uuid import UUID
 import msgspec
 import psycopg
 
-from controlplane.services import Services
-
 log = logging.getLogger("controlplane.decision_audit")
 
 MAX_BATCH = 500
@@ -236,18 +234,9 @@ def _without_nul(event: DecisionEvent) -> DecisionEvent:
     )
 
 
-def audit_writer_of(services: Services) -> DecisionAuditWriter:
-    """The process's decision audit writer (created on first use)."""
-    writer = services.extras.get("decision_audit")
-    if writer is None:
-        writer = services.extras["decision_audit"] = DecisionAuditWriter(services.db.url)
-    return writer
-
-
 @asynccontextmanager
-async def decision_audit_component(services: Services) -> AsyncIterator[None]:
+async def decision_audit_component(writer: DecisionAuditWriter) -> AsyncIterator[None]:
     """Run the writer for the life of the process; flush what is queued at shutdown."""
-    writer = audit_writer_of(services)
     writer.start()
     try:
         yield

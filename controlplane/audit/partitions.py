@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 
 from controlplane.db.migrations import MIGRATION_LOCK_KEY
 from controlplane.db.pool import Database
-from controlplane.services import Services
 
 log = logging.getLogger("controlplane.audit_partitions")
 
@@ -43,9 +42,9 @@ async def _every_interval(db: Database) -> None:
 
 
 @asynccontextmanager
-async def audit_partitions_component(services: Services) -> AsyncIterator[None]:
+async def audit_partitions_component(db: Database) -> AsyncIterator[None]:
     """Run the periodic partition check for the life of the process."""
-    task = asyncio.create_task(_every_interval(services.db), name="audit-partitions")
+    task = asyncio.create_task(_every_interval(db), name="audit-partitions")
     try:
         yield
     finally:

@@ -11,7 +11,6 @@ from typing import Any, Literal
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from controlplane.auth.token_cache import token_cache_of
 from controlplane.http.errors import ApiError
 from controlplane.keys.crypto import hash_admin_token
 
@@ -80,7 +79,7 @@ async def authenticate(services: Any, token_sha256: str, *, cached: bool) -> Adm
     (``opt={"token_cache": True}``), from the short-lived token cache."""
     if not cached:
         return await lookup_token(services.db, token_sha256)
-    cache = token_cache_of(services)
+    cache = services.token_cache
     token = cache.get(token_sha256)
     if token is not None:
         return token

@@ -60,11 +60,3 @@ class TokenCache:
         """Forget everything (e.g. after the notification connection was lost)."""
         self.epoch += 1
         self._entries.clear()
-
-
-def token_cache_of(services: Any) -> TokenCache:
-    """The process's token cache (created on first use, kept in ``services.extras``)."""
-    cache = services.extras.get("token_cache")
-    if cache is None:
-        cache = services.extras["token_cache"] = TokenCache(services.settings.token_cache_seconds)
-    return cache

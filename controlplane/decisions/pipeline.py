@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from uuid6 import uuid7
 
-from controlplane.audit.decision_writer import AuditWriteError, DecisionEvent, audit_writer_of
+from controlplane.audit.decision_writer import AuditWriteError, DecisionEvent
 from controlplane.decisions.sessions import session_denial, session_gate
 from controlplane.decisions.step_up import apply_step_up
 from controlplane.errors import Conflict, NotFound, Unavailable
@@ -27,7 +27,7 @@ from controlplane.keys.crypto import sign_jws
 from controlplane.keys.secret_fields import redact, scrub, secret_values
 from controlplane.keys.zone_keys import current_signing_key
 from controlplane.pdp.evaluate import CompiledSet, Decision, evaluate_set
-from controlplane.pdp.runtime import ZoneState, runtime_of
+from controlplane.pdp.runtime import ZoneState
 from controlplane.services import Services
 
 #: Larger inputs are recorded in the audit event by size and hash only.
@@ -98,7 +98,7 @@ class Outcome:
 
 async def load_zone_set(services: Services, zone_id: str) -> ZoneState:
     """The zone's installed state; NotFound zone_not_found, Conflict no_active_policy_set."""
-    runtime = runtime_of(services)
+    runtime = services.runtime
     state = runtime.cached(zone_id)
     if state is None and "\x00" not in zone_id:
         state = await runtime.zone(zone_id)
@@ -218,7 +218,7 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
         occurred_at=ctx.occurred_at,
     )
     try:
-        await audit_writer_of(services).write(event)
+        await services.audit_writer.write(event)
     except AuditWriteError:
         detail = "the decision could not be recorded; retry"
         raise Unavailable("audit_unavailable", detail) from None

@@ -19,11 +19,10 @@ from contextlib import asynccontextmanager
 import msgspec
 import psycopg
 
-from controlplane.auth.token_cache import TokenCache, token_cache_of
+from controlplane.auth.token_cache import TokenCache
 from controlplane.background import background
 from controlplane.outbox.enqueue import EVENTS_CHANNEL, TOPIC_POLICY_INVALIDATE, decode_message
-from controlplane.pdp.runtime import PdpRuntime, runtime_of
-from controlplane.services import Services
+from controlplane.pdp.runtime import PdpRuntime
 
 log = logging.getLogger("controlplane.listener")
 
@@ -82,8 +81,10 @@ class EventListener:
 
 
 @asynccontextmanager
-async def listener_component(services: Services) -> AsyncIterator[None]:
+async def listener_component(
+    url: str, runtime: PdpRuntime, token_cache: TokenCache
+) -> AsyncIterator[None]:
     """Run the listener for the life of the process."""
-    listener = EventListener(services.db.url, runtime_of(services), token_cache_of(services))
+    listener = EventListener(url, runtime, token_cache)
     async with background(listener.run(), "event-listener"):
         yield

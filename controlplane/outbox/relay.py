@@ -23,7 +23,7 @@ from controlplane.background import background
 from controlplane.db.pool import Database
 from controlplane.outbox.enqueue import WAKEUP_CHANNEL, OutboxMessage
 from controlplane.outbox.publishers import Publisher, PublisherUnavailable, publishers_for
-from controlplane.services import Services
+from controlplane.settings import Settings
 
 log = logging.getLogger("controlplane.relay")
 
@@ -172,12 +172,12 @@ class Relay:
 
 
 @asynccontextmanager
-async def relay_component(services: Services) -> AsyncIterator[None]:
+async def relay_component(db: Database, settings: Settings) -> AsyncIterator[None]:
     """Run a relay in the API process (unless ``CARACAL_RELAY_ENABLED=false``)."""
-    if not services.settings.relay_enabled:
+    if not settings.relay_enabled:
         yield
         return
-    relay = Relay(services.db, publishers_for(services.settings))
+    relay = Relay(db, publishers_for(settings))
     try:
         async with background(relay.run(), "outbox-relay"):
             yield

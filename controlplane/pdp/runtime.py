@@ -312,20 +312,10 @@ class PdpRuntime:
             log.error("zone reload failed", extra={"zone_id": zone_id, "error": repr(exc)})
 
 
-def runtime_of(services: Any) -> PdpRuntime:
-    """The process's PDP runtime (created on first use, kept in ``services.extras``)."""
-    runtime = services.extras.get("pdp")
-    if runtime is None:
-        runtime = services.extras["pdp"] = PdpRuntime(services.db)
-    return runtime
-
-
 @asynccontextmanager
-async def reconciler_component(services: Any) -> AsyncIterator[None]:
-    """Every ``CARACAL_PDP_RECONCILE_SECONDS`` (0 disables), compare the installed zones'
-    generations with the database and reload the stale ones."""
-    interval = services.settings.pdp_reconcile_seconds
-    runtime = runtime_of(services)
+async def reconciler_component(runtime: PdpRuntime, interval: float) -> AsyncIterator[None]:
+    """Every ``interval`` seconds (``CARACAL_PDP_RECONCILE_SECONDS``; 0 disables), compare
+    the installed zones' generations with the database and reload the stale ones."""
 
     async def loop() -> None:
         while True:
