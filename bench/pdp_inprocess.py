@@ -3,6 +3,8 @@
 Run: ``.venv/bin/python bench/pdp_inprocess.py [--seconds 2]``. Prints evaluations per
 second and microseconds per evaluation of ``evaluate_set`` (input conversion, evaluation of
 every policy, normalisation and combination), on one thread, and per policy of the set.
+``--templates`` instead measures each of the nine templates alone: ``evaluate_set`` and
+``eval_rule`` only (the input already set).
 ``cpu us`` is the thread's CPU time per evaluation (``time.thread_time``): on a loaded
 machine it is the steadier figure; wall-clock time also counts the waits for a core.
 Target: under 50 us per policy.
@@ -26,6 +28,7 @@ from controlplane.pdp import (
     compile_set,
     evaluate_set,
     get_template,
+    load_templates,
 )
 
 FIVE = (
@@ -101,7 +104,13 @@ def measure(fn: Callable[[], object], seconds: float) -> tuple[float, float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--templates", action="store_true", help="measure each template alone instead"
+    )
     args = parser.parse_args()
+    if args.templates:
+        per_template(args.seconds)
+        return
 
     one, five = build(("role-based",)), build(FIVE)
     for compiled in (one, five):
@@ -125,6 +134,18 @@ def main() -> None:
         rate, micros, cpu = measure(fn, args.seconds)
         per_policy = f"{cpu / n_policies:>14.1f}" if n_policies > 1 else ""
         print(f"{label:<44} {rate:>10,.0f} {micros:>8.1f} {cpu:>8.1f}{per_policy}")
+
+
+def per_template(seconds: float) -> None:
+    """Each template alone: ``evaluate_set`` and ``eval_rule`` only, CPU us per evaluation."""
+    print(f"{'template':<34} {'decision':>9} {'evaluate_set cpu us':>20} {'eval_rule cpu us':>17}")
+    for template in load_templates():
+        compiled = build((template.id,))
+        decision = evaluate_set(compiled, INPUT)
+        assert not decision.diagnostics, decision.diagnostics
+        _, _, whole = measure(lambda c=compiled: evaluate_set(c, INPUT), seconds)
+        _, _, rule = measure(_eval_only(template.id), seconds)
+        print(f"{template.id:<34} {decision.decision:>9} {whole:>20.1f} {rule:>17.1f}")
 
 
 def _raw(compiled: CompiledSet) -> Callable[[], object]:
