@@ -7,65 +7,66 @@ package caracal.authz
 
 import rego.v1
 
-# Written for speed: the engine charges for every rule visited, function called and builtin
-# run, type checks included (comparisons are cheap), so everything is computed once in this
-# body; an input that requests no scope or has no known role falls through to the `else`
-# answers below.
-result := decide(requested, granted) if {
-	# Role name -> the scopes, actions or "*" that the role grants. Edit to match your roles.
-	role_scopes := {
-		"admin": {"*"},
-		"editor": {"read", "write"},
-		"viewer": {"read"},
-		"auditor": {"read", "audit:export"},
-	}
+# ---- Settings -------------------------------------------------------------------------
 
-	# Input fields of the wrong type count as absent. `[] <= x; x < {}; x < set()` is
-	# is_array(x) without a builtin call: values sort by type, arrays after strings and
-	# before objects and sets.
-	requested := input.requested_scopes
-	[] <= requested
-	requested < {}
-	requested < set()
-	requested != []
-	roles := input.subject.roles
-	[] <= roles
-	roles < {}
-	roles < set()
+# Role name -> what the role grants: scopes ("audit:export"), actions ("read" grants every
+# "<resource>:read" scope) or "*" (every scope the resource offers).
+role_scopes := {
+	"admin": {"*"},
+	"editor": {"read", "write"},
+	"viewer": {"read"},
+	"auditor": {"read", "audit:export"},
+}
 
-	# Everything the subject's known roles grant: scopes, actions and "*".
-	grants := {grant | some role in roles; some grant in role_scopes[role]}
-	grants != set()
+# ---- Input --------------------------------------------------------------------------
+# A field of the wrong type counts as absent.
 
-	# Requested scopes granted through "*" because the resource offers them, and string
-	# scopes granted by action: the part after the last ":" (a scope without ":" is its own
-	# action). `"" <= scope; scope < []` is is_string(scope) the same way.
-	by_star := {scope |
-		"*" in grants
-		offered := {s | some s in object.get(input, ["resource", "scopes"], [])} # a set: no scan per scope
-		some scope in requested
-		scope in offered
-	}
-	by_action := {scope |
-		some scope in requested
-		"" <= scope
-		scope < []
-		parts := split(scope, ":")
-		parts[count(parts) - 1] in grants
-	}
-	allowed := (grants | by_star) | by_action
-	granted := [scope | some scope in requested; scope in allowed]
-} else := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
-	not is_array(input.requested_scopes)
-} else := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
-	input.requested_scopes == []
-} else := {"decision": "deny", "reasons": ["subject_has_no_known_role"]}
+requested := scopes if {
+	scopes := input.requested_scopes
+	is_array(scopes)
+} else := []
 
-# granted is requested without the scopes no role allows, so equal means all are allowed.
-decide(requested, granted) := {"decision": "allow", "reasons": ["roles_allow_requested_scopes"]} if {
-	granted == requested
+roles := value if {
+	value := input.subject.roles
+	is_array(value)
+} else := []
+
+# The scopes the resource offers, as a set (looked up once per requested scope).
+offered := {scope | some scope in input.resource.scopes} if is_array(input.resource.scopes)
+else := set()
+
+# ---- Policy -------------------------------------------------------------------------
+
+# Everything the subject's known roles grant.
+grants contains grant if {
+	some role in roles
+	some grant in role_scopes[role]
+}
+
+# A requested scope is allowed when a role grants it by name, or by its action (the part
+# after its last ":", so "read" allows "orders:read"; a scope without ":" is its own
+# action), or grants "*" and the resource offers it.
+allowed(scope) if scope in grants
+else if {
+	is_string(scope)
+	parts := split(scope, ":")
+	parts[count(parts) - 1] in grants
+} else if {
+	"*" in grants
+	scope in offered
+}
+
+# In the order requested, repeats kept.
+granted := [scope | some scope in requested; allowed(scope)]
+
+result := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
+	count(requested) == 0
+} else := {"decision": "deny", "reasons": ["subject_has_no_known_role"]} if {
+	count(grants) == 0
+} else := {"decision": "allow", "reasons": ["roles_allow_requested_scopes"]} if {
+	count(granted) == count(requested)
 } else := {"decision": "deny", "reasons": ["roles_allow_no_requested_scope"]} if {
-	granted == []
+	count(granted) == 0
 } else := {
 	"decision": "partial",
 	"reasons": ["roles_allow_some_requested_scopes"],
