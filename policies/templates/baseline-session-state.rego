@@ -2,58 +2,85 @@
 # description: Requires a live session: present, not expired, authenticated at most
 #   max_authentication_age ago (and not in the future), owned by the subject unless it is a
 #   delegated session, and a delegated session must name its parent. The clock is
-#   input.context.time when given, else the engine's clock. Denies with every violation.
+#   input.context.time when given, else the engine's clock. An authentication time that is
+#   present but unreadable is a violation too. Denies with every violation.
 package caracal.authz
 
 import rego.v1
 
-# One rule gathers the violations: every rule an evaluation visits costs microseconds in the
-# engine, so settings and intermediate values are local (an optional value is a list of at
-# most one element).
-result := decide(violations) if {
-	# Settings, in nanoseconds: 12 hours, 5 minutes.
-	max_authentication_age_ns := 43200000000000
-	clock_skew_ns := 300000000000
+# ---- Settings -------------------------------------------------------------------------
 
-	# Input fields of the wrong type count as absent.
-	sessions := array.concat([value | value := input.session; is_object(value)], [{}])
-	session := sessions[0]
+# How long an authentication stays good, and how far in the future an authentication time
+# may lie (clocks differ a little).
+max_authentication_age := "12h"
 
-	clocks := array.concat(
-		[ns | is_string(input.context.time); ns := time.parse_rfc3339_ns(input.context.time)],
-		[time.now_ns()],
-	)
-	now := clocks[0]
-	expires := [ns |
-		is_string(session.expires_at)
-		session.expires_at != ""
-		ns := time.parse_rfc3339_ns(session.expires_at)
-	]
-	authenticated := [ns |
-		is_string(session.authenticated_at)
-		ns := time.parse_rfc3339_ns(session.authenticated_at)
-	]
-	has_parent := [true | is_string(session.parent_id); session.parent_id != ""] != []
+clock_skew := "5m"
 
-	# A delegated session belongs to the user who delegated, not to the acting subject.
-	delegated := true in [object.get(session, "type", null) == "delegated", has_parent]
+# ---- Input --------------------------------------------------------------------------
 
-	violations := (((((({"session_missing" | not is_object(input.session)} | {"session_expiry_missing" |
-		is_object(input.session)
-		expires == []
-	}) | {"session_expired" | some ns in expires; ns <= now}) | {"authentication_too_old" |
-		some ns in authenticated
-		now - ns > max_authentication_age_ns
-	}) | {"authentication_in_future" |
-		some ns in authenticated
-		ns - now > clock_skew_ns
-	}) | {"session_subject_mismatch" |
-		not delegated
-		subject_id := input.subject.id
-		session.subject_id != subject_id
-	}) | {"delegated_session_without_parent" | session.type == "delegated"; not has_parent})
+# A session is an object (any other value counts as no session).
+session_present if is_object(input.session)
+
+# The evaluation time: input.context.time (RFC 3339) when given, else the engine's clock.
+now := time.parse_rfc3339_ns(input.context.time) if is_string(input.context.time)
+else := time.now_ns()
+
+expires_at := time.parse_rfc3339_ns(input.session.expires_at) if {
+	is_string(input.session.expires_at)
+	input.session.expires_at != ""
 }
 
-decide(violations) := {"decision": "deny", "reasons": sort(violations)} if {
+authenticated_at := time.parse_rfc3339_ns(input.session.authenticated_at) if {
+	is_string(input.session.authenticated_at)
+}
+
+# A delegated session belongs to the user who delegated, not to the acting subject.
+delegated if input.session.type == "delegated"
+
+delegated if has_parent
+
+has_parent if {
+	is_string(input.session.parent_id)
+	input.session.parent_id != ""
+}
+
+# ---- Policy -------------------------------------------------------------------------
+
+# Negate the named rule, not is_object(input.session): OPA leaves a negated call over a
+# missing value undefined, so that form would let a request without a session through there.
+violations contains "session_missing" if not session_present
+
+violations contains "session_expiry_missing" if {
+	session_present
+	not expires_at
+}
+
+violations contains "session_expired" if expires_at <= now
+
+violations contains "authentication_too_old" if {
+	now - authenticated_at > time.parse_duration_ns(max_authentication_age)
+}
+
+violations contains "authentication_in_future" if {
+	authenticated_at - now > time.parse_duration_ns(clock_skew)
+}
+
+# An authentication time that is present but unreadable must not pass unchecked.
+violations contains "authentication_time_invalid" if {
+	input.session.authenticated_at != null
+	not authenticated_at
+}
+
+violations contains "session_subject_mismatch" if {
+	input.session.subject_id != input.subject.id
+	not delegated
+}
+
+violations contains "delegated_session_without_parent" if {
+	input.session.type == "delegated"
+	not has_parent
+}
+
+result := {"decision": "deny", "reasons": sort(violations)} if {
 	count(violations) > 0
 } else := {"decision": "allow", "reasons": ["session_active"]}

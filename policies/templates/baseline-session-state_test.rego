@@ -95,3 +95,9 @@ test_defaults_to_the_engine_clock if {
 	r := authz.result with input as inp
 	r.reasons == ["authentication_too_old", "session_expired"]
 }
+
+test_unreadable_authentication_time_is_denied if {
+	r := authz.result with input as with_session({"authenticated_at": 5})
+	r.decision == "deny"
+	r.reasons == ["authentication_time_invalid"]
+}
