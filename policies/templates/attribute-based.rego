@@ -7,8 +7,12 @@ package caracal.authz
 
 import rego.v1
 
+# ---- Settings -------------------------------------------------------------------------
+
+# Requests whose input.context.risk_score is above this are denied.
 max_risk_score := 70
 
+# Subjects whose attributes.status is one of these are denied.
 inactive_statuses := {"suspended", "disabled", "terminated"}
 
 # Requirement per scope, or per action ("write" applies to every "<resource>:write").
@@ -25,7 +29,9 @@ scope_requirements := {
 # For scopes and actions that scope_requirements does not list.
 default_requirement := {"min_clearance": 1}
 
-# Input fields of the wrong type count as absent.
+# ---- Input --------------------------------------------------------------------------
+# A field of the wrong type counts as absent.
+
 attributes := value if {
 	value := input.subject.attributes
 	is_object(value)
@@ -36,42 +42,49 @@ clearance := value if {
 	is_number(value)
 } else := 0
 
-requested := value if {
-	value := input.requested_scopes
-	is_array(value)
+requested := scopes if {
+	scopes := input.requested_scopes
+	is_array(scopes)
 } else := []
 
-# Requested scope -> its requirement: by scope, else by action (the part after the last
+# ---- Policy -------------------------------------------------------------------------
+
+# The requirement of a requested scope: its own, else its action's (the part after the last
 # ":"; a scope without ":" is its own action), else default_requirement.
-requirement := {scope: req |
+requirement(scope) := req if {
+	req := scope_requirements[scope]
+} else := req if {
+	parts := split(scope, ":")
+	req := scope_requirements[parts[count(parts) - 1]]
+} else := default_requirement
+
+# The subject meets a requirement when it has the clearance and, where the requirement
+# lists departments or subject types, one of them (a subject without a department or a
+# type meets no such list).
+meets(req) if {
+	clearance >= object.get(req, "min_clearance", 0)
+	department_allowed(req)
+	subject_type_allowed(req)
+}
+
+department_allowed(req) if not req.departments
+
+department_allowed(req) if attributes.department in req.departments
+
+subject_type_allowed(req) if not req.subject_types
+
+subject_type_allowed(req) if input.subject.type in req.subject_types
+
+# In the order requested, repeats kept; a scope that is not a string is never granted.
+granted := [scope |
 	some scope in requested
 	is_string(scope)
-	parts := split(scope, ":")
-	by_action := object.get(scope_requirements, parts[count(parts) - 1], default_requirement)
-	req := object.get(scope_requirements, scope, by_action)
-}
-
-refused contains scope if {
-	some scope, req in requirement
-	clearance < object.get(req, "min_clearance", 0)
-}
-
-refused contains scope if {
-	some scope, req in requirement
-	departments := req.departments
-	not attributes.department in departments
-}
-
-refused contains scope if {
-	some scope, req in requirement
-	subject_types := req.subject_types
-	not input.subject.type in subject_types
-}
-
-granted := [scope | some scope in requested; requirement[scope]; not scope in refused]
+	meets(requirement(scope))
+]
 
 inactive if attributes.status in inactive_statuses
 
+# A risk score that is present but not a number counts as too high.
 risk_too_high if {
 	risk := input.context.risk_score
 	not is_number(risk)
