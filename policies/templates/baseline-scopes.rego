@@ -7,32 +7,43 @@ package caracal.authz
 
 import rego.v1
 
-# One rule gathers the facts (every rule an evaluation visits costs microseconds in the
-# engine, so the settings are local values); decide() picks the answer.
-result := decide(requested, max_scopes, malformed, granted) if {
-	# Settings: at most max_scopes scopes of at most max_scope_length characters, made of
-	# scope_characters (the grants API's ^[a-z0-9:_./-]+$; trim costs a fraction of a
-	# regex.match in regorus).
-	max_scopes := 64
-	max_scope_length := 200
-	scope_characters := "abcdefghijklmnopqrstuvwxyz0123456789:_./-"
+# ---- Settings -------------------------------------------------------------------------
 
-	# Input fields of the wrong type count as absent.
-	requested := [scope | is_array(input.requested_scopes); some scope in input.requested_scopes]
-	offered := {scope | is_array(input.resource.scopes); some scope in input.resource.scopes}
+# At most this many requested scopes.
+max_scopes := 64
 
-	well_formed := [scope |
-		some scope in requested
-		is_string(scope)
-		scope != ""
-		count(scope) <= max_scope_length
-		trim(scope, scope_characters) == ""
-	]
-	malformed := count(well_formed) != count(requested)
-	granted := [scope | some scope in requested; scope in offered]
+# A well-formed scope: a string of 1 to 200 characters, all lowercase letters, digits or
+# ":_./-" (the grants API's ^[a-z0-9:_./-]+$).
+well_formed(scope) if {
+	is_string(scope)
+	scope != ""
+	count(scope) <= 200
+	trim(scope, "abcdefghijklmnopqrstuvwxyz0123456789:_./-") == ""
 }
 
-decide(requested, max_scopes, malformed, granted) := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
+# ---- Input --------------------------------------------------------------------------
+# A field of the wrong type counts as absent.
+
+requested := scopes if {
+	scopes := input.requested_scopes
+	is_array(scopes)
+} else := []
+
+# The scopes the resource offers, as a set (looked up once per requested scope).
+offered := {scope | some scope in input.resource.scopes} if is_array(input.resource.scopes)
+else := set()
+
+# ---- Policy -------------------------------------------------------------------------
+
+malformed if {
+	some scope in requested
+	not well_formed(scope)
+}
+
+# In the order requested, repeats kept.
+granted := [scope | some scope in requested; scope in offered]
+
+result := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
 	count(requested) == 0
 } else := {"decision": "deny", "reasons": ["too_many_scopes"]} if {
 	count(requested) > max_scopes
