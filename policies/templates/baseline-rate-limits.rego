@@ -7,41 +7,54 @@ package caracal.authz
 
 import rego.v1
 
+# ---- Settings -------------------------------------------------------------------------
+
+# Requests per minute, by subject type; default_limit for other types.
+limits := {"user": 600, "agent": 120, "service": 3000}
+
+default_limit := 300
+
+# Above this share of the limit the caller is asked to throttle.
+warn_ratio := 0.8
+
+# Seconds a denied caller is asked to wait.
+retry_after := 60
+
+# ---- Input --------------------------------------------------------------------------
+
+rate := input.context.request_rate
+
+limit := value if {
+	value := limits[input.subject.type]
+} else := default_limit
+
+# ---- Policy -------------------------------------------------------------------------
+
+observed := {"rate_limit": {"limit": limit, "observed": rate}}
+
 default result := {"decision": "allow", "reasons": ["request_rate_unknown"]}
 
-# One rule gathers the facts (every rule an evaluation visits costs microseconds in the
-# engine, so the settings are local values); decide() picks the answer.
-result := decide(rate, limit) if {
-	# Requests per minute, by subject type; default_limit for other types.
-	limits := {"user": 600, "agent": 120, "service": 3000}
-	default_limit := 300
-
-	rate := input.context.request_rate
-	found := array.concat([value | value := limits[input.subject.type]], [default_limit])
-	limit := found[0]
-}
-
-# Above warn_ratio (0.8) of the limit the caller is asked to throttle; a denied caller to
-# retry after retry_after seconds (60).
-decide(rate, limit) := {"decision": "deny", "reasons": ["request_rate_invalid"]} if {
-	not is_number(rate)
+# A missing rate falls through to the default (rate != null is not true then); a rate that
+# is present but not a number is denied.
+result := {"decision": "deny", "reasons": ["request_rate_invalid"]} if {
 	rate != null
+	not is_number(rate)
 } else := {
 	"decision": "deny",
 	"reasons": ["rate_limit_exceeded"],
-	"obligations": {"rate_limit": {"limit": limit, "observed": rate}, "retry_after": 60},
+	"obligations": object.union(observed, {"retry_after": retry_after}),
 } if {
 	rate > limit
 } else := {
 	"decision": "allow",
 	"reasons": ["rate_limit_near"],
-	"obligations": {"rate_limit": {"limit": limit, "observed": rate}, "throttle": true},
+	"obligations": object.union(observed, {"throttle": true}),
 } if {
-	rate > limit * 0.8
+	rate > limit * warn_ratio
 } else := {
 	"decision": "allow",
 	"reasons": ["rate_within_limit"],
-	"obligations": {"rate_limit": {"limit": limit, "observed": rate}},
+	"obligations": observed,
 } if {
 	is_number(rate)
 }

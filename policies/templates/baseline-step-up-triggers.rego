@@ -7,43 +7,68 @@ package caracal.authz
 
 import rego.v1
 
-# Settings live inside the rules as local values: every rule an evaluation visits costs
-# microseconds in the engine. The challenge is {"type": "mfa", "ttl": 300} (seconds), the
-# risk threshold 60.
+# ---- Settings -------------------------------------------------------------------------
+
+# The challenge asked for: its type and how long it stays valid (seconds).
+step_up := {"type": "mfa", "ttl": 300}
+
+# A risk score (input.context.risk_score) at or above this asks for a step-up.
+risk_threshold := 60
+
+# A scope is sensitive when it is listed here, or when its action (the part after its last
+# ":"; a scope without ":" is its own action) is.
+sensitive_scopes := {"payments:write", "users:impersonate"}
+
+sensitive_actions := {"admin", "delete", "transfer"}
+
+# ---- Input --------------------------------------------------------------------------
+# A field of the wrong type counts as absent.
+
+requested := scopes if {
+	scopes := input.requested_scopes
+	is_array(scopes)
+} else := []
+
+# Only the boolean true counts: the PDP sets it, a caller cannot.
+step_up_satisfied if input.session.step_up_satisfied == true
+
+elevated_risk if {
+	risk := input.context.risk_score
+	is_number(risk)
+	risk >= risk_threshold
+}
+
+# ---- Policy -------------------------------------------------------------------------
+
+# The sensitive scopes requested: listed, or with a sensitive action.
+sensitive_requested contains scope if {
+	some scope in requested
+	scope in sensitive_scopes
+}
+
+sensitive_requested contains scope if {
+	some scope in requested
+	is_string(scope)
+	parts := split(scope, ":")
+	parts[count(parts) - 1] in sensitive_actions
+}
 
 default result := {"decision": "allow", "reasons": ["no_step_up_required"]}
 
 result := {"decision": "allow", "reasons": ["step_up_satisfied"]} if {
-	input.session.step_up_satisfied == true
+	step_up_satisfied
 } else := {
 	"decision": "partial",
 	"reasons": ["elevated_risk_requires_step_up"],
 	"granted_scopes": [],
-	"step_up": {"type": "mfa", "ttl": 300},
+	"step_up": step_up,
 } if {
-	risk := input.context.risk_score
-	is_number(risk)
-	risk >= 60 # risk_threshold
+	elevated_risk
 } else := {
 	"decision": "partial",
 	"reasons": ["sensitive_scope_requires_step_up"],
-	"granted_scopes": [scope | some scope in requested; not scope in sensitive],
-	"step_up": {"type": "mfa", "ttl": 300},
+	"granted_scopes": [scope | some scope in requested; not scope in sensitive_requested],
+	"step_up": step_up,
 } if {
-	# Sensitive scopes, and actions that make any "<resource>:<action>" scope sensitive.
-	sensitive_scopes := {"payments:write", "users:impersonate"}
-	sensitive_actions := {"admin", "delete", "transfer"}
-
-	# Input fields of the wrong type count as absent.
-	requested := [scope | is_array(input.requested_scopes); some scope in input.requested_scopes]
-
-	# The action is the part after the last ":"; a scope without ":" is its own action.
-	sensitive := {scope |
-		some scope in requested
-		is_string(scope)
-		parts := split(scope, ":")
-		last := count(parts) - 1
-		true in [scope in sensitive_scopes, parts[last] in sensitive_actions]
-	}
-	count(sensitive) > 0
+	count(sensitive_requested) > 0
 }
