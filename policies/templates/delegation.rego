@@ -7,53 +7,62 @@ package caracal.authz
 
 import rego.v1
 
-# Input fields of the wrong type count as absent.
-as_array(value) := value if is_array(value)
-else := []
+# ---- Settings -------------------------------------------------------------------------
 
+# The longest delegation chain accepted.
 max_depth := 3
 
-# Each hop: {subject_id (who delegates), application_id (who receives), scopes (delegated)},
-# ordered from the originating user to the requesting application.
-raw_chain := as_array(object.get(input, ["delegation", "chain"], []))
+# ---- Input --------------------------------------------------------------------------
+# A field of the wrong type counts as absent. Each hop of input.delegation.chain is
+# {subject_id (who delegates), application_id (who receives), scopes (delegated)}, ordered
+# from the originating user to the requesting application.
 
-chain := [hop | some hop in raw_chain; is_object(hop)]
+chain := value if {
+	value := input.delegation.chain
+	is_array(value)
+} else := []
 
-subject_type := object.get(input, ["subject", "type"], "")
+requested := scopes if {
+	scopes := input.requested_scopes
+	is_array(scopes)
+} else := []
 
-application_id := object.get(input, ["application", "id"], "")
+# ---- Policy -------------------------------------------------------------------------
 
-requested := [scope | some scope in as_array(object.get(input, "requested_scopes", []))]
+# Every hop must be an object.
+hops := [hop | some hop in chain; is_object(hop)]
 
-last_hop := chain[count(chain) - 1]
+# The scopes a hop delegated, as a set (so each lookup is one step, whatever the lengths).
+delegated_by(hop) := {scope | some scope in hop.scopes} if is_array(hop.scopes)
+else := set()
 
-# Each hop's delegated scopes as a set, built once: looking scopes up in arrays would make
-# the cost grow with the product of the list lengths.
-hop_scopes := [{scope | some scope in as_array(object.get(hop, "scopes", []))} | some hop in chain]
+hop_scopes := [delegated_by(hop) | some hop in hops]
 
 # Delegation only narrows: a scope reaches the application only if every hop delegated it.
 delegated := {scope |
 	some scope in hop_scopes[0]
-	every delegated_by_hop in hop_scopes {
-		scope in delegated_by_hop
+	every scopes in hop_scopes {
+		scope in scopes
 	}
 }
+
+ends_at_this_application if hops[count(hops) - 1].application_id == input.application.id
 
 granted := [scope | some scope in requested; scope in delegated]
 
 default result := {"decision": "deny", "reasons": ["delegation_covers_no_requested_scope"]}
 
 result := {"decision": "deny", "reasons": ["agent_requires_delegation"]} if {
-	count(raw_chain) == 0
-	subject_type == "agent"
+	count(chain) == 0
+	input.subject.type == "agent"
 } else := {"decision": "allow", "reasons": ["no_delegation"]} if {
-	count(raw_chain) == 0
+	count(chain) == 0
 } else := {"decision": "deny", "reasons": ["delegation_hop_invalid"]} if {
-	count(chain) != count(raw_chain)
+	count(hops) != count(chain)
 } else := {"decision": "deny", "reasons": ["delegation_too_deep"]} if {
-	count(chain) > max_depth
+	count(hops) > max_depth
 } else := {"decision": "deny", "reasons": ["delegation_not_to_this_application"]} if {
-	object.get(last_hop, "application_id", null) != application_id
+	not ends_at_this_application
 } else := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
 	count(requested) == 0
 } else := {"decision": "allow", "reasons": ["delegation_covers_requested_scopes"]} if {
