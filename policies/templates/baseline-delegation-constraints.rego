@@ -7,34 +7,52 @@ package caracal.authz
 
 import rego.v1
 
-# Input fields of the wrong type count as absent.
-as_array(value) := value if is_array(value)
-else := []
+# ---- Settings -------------------------------------------------------------------------
 
+# The longest delegation chain accepted.
 max_chain_length := 5
 
 # Actions that can never be delegated ("admin" covers every "<resource>:admin" scope).
 non_delegable_actions := {"admin"}
 
-raw_chain := object.get(input, ["delegation", "chain"], [])
+# ---- Input --------------------------------------------------------------------------
+# Each hop of input.delegation.chain is {subject_id (who delegates), application_id (who
+# receives), scopes (delegated)}, ordered from the originating user to the requesting
+# application.
 
-chain := as_array(raw_chain)
+chain := value if {
+	value := input.delegation.chain
+	is_array(value)
+} else := []
 
-action(scope) := parts[count(parts) - 1] if {
-	is_string(scope)
-	parts := split(scope, ":")
-}
+# A delegated session: typed so, or with a parent session.
+delegated_session if input.session.type == "delegated"
+
+delegated_session if non_empty_string(input.session.parent_id)
+
+# ---- Policy -------------------------------------------------------------------------
 
 non_empty_string(value) if {
 	is_string(value)
 	value != ""
 }
 
-delegated_session if input.session.type == "delegated"
+complete(hop) if {
+	non_empty_string(hop.subject_id)
+	non_empty_string(hop.application_id)
+	is_array(hop.scopes)
+}
 
-delegated_session if non_empty_string(input.session.parent_id)
+# The scopes a hop delegated, as a set (so each lookup is one step, whatever the lengths).
+delegated_by(hop) := {scope | some scope in hop.scopes} if is_array(hop.scopes)
+else := set()
 
-violations contains "delegation_chain_not_a_list" if not is_array(raw_chain)
+hop_scopes := [delegated_by(hop) | some hop in chain]
+
+violations contains "delegation_chain_not_a_list" if {
+	value := input.delegation.chain
+	not is_array(value)
+}
 
 violations contains "delegation_chain_too_long" if count(chain) > max_chain_length
 
@@ -49,24 +67,12 @@ violations contains "delegation_hop_incomplete" if {
 	not complete(hop)
 }
 
-complete(hop) if {
-	non_empty_string(hop.subject_id)
-	non_empty_string(hop.application_id)
-	is_array(hop.scopes)
-}
-
 violations contains "delegation_cycle" if {
-	apps := [hop.application_id | some hop in chain]
-	count({app | some app in apps}) != count(apps)
+	applications := [hop.application_id | some hop in chain]
+	count({app | some app in applications}) != count(applications)
 }
 
-# Each hop's scopes as a set, built once (a lookup in an array per scope would cost the
-# product of the list lengths).
-hop_scopes := [scope_set(hop) | some hop in chain]
-
-scope_set(hop) := {scope | some scope in as_array(hop.scopes)} if is_object(hop)
-else := set()
-
+# A hop may only pass on scopes the hop before it received.
 violations contains "delegation_scope_escalation" if {
 	some i, scopes in hop_scopes
 	i > 0
@@ -75,17 +81,17 @@ violations contains "delegation_scope_escalation" if {
 }
 
 violations contains "non_delegable_scope" if {
-	some hop in chain
-	some scope in as_array(hop.scopes)
-	action(scope) in non_delegable_actions
+	some scopes in hop_scopes
+	some scope in scopes
+	is_string(scope)
+	parts := split(scope, ":")
+	parts[count(parts) - 1] in non_delegable_actions
 }
 
 violations contains "delegated_session_without_chain" if {
 	delegated_session
 	count(chain) == 0
 }
-
-default result := {"decision": "deny", "reasons": ["delegation_constraints_not_evaluated"]}
 
 result := {"decision": "deny", "reasons": sort(violations)} if {
 	count(violations) > 0
