@@ -7,12 +7,7 @@ package caracal.authz
 
 import rego.v1
 
-# Input fields of the wrong type count as absent.
-as_array(value) := value if is_array(value)
-else := []
-
-as_object(value) := value if is_object(value)
-else := {}
+# ---- Settings -------------------------------------------------------------------------
 
 # Constraints per resource identifier (resources not listed have none). Keys, all optional:
 # subject_types, credential_types (of the application), required_traits (of the application).
@@ -30,38 +25,45 @@ resource_constraints := {
 # The only actions a public client ("credential_type": "public") may request.
 read_only_actions := {"read", "list"}
 
-resource := as_object(object.get(input, "resource", {}))
+# ---- Input --------------------------------------------------------------------------
+# A field of the wrong type counts as absent.
 
-application := as_object(object.get(input, "application", {}))
+constraints := resource_constraints[input.resource.identifier]
 
-constraints := object.get(resource_constraints, object.get(resource, "identifier", ""), {})
-
-traits := {trait | some trait in as_array(object.get(application, "traits", []))}
-
-action(scope) := parts[count(parts) - 1] if {
-	is_string(scope)
-	parts := split(scope, ":")
-}
+traits := {trait | some trait in input.application.traits} if is_array(input.application.traits)
+else := set()
 
 non_empty_string(value) if {
 	is_string(value)
 	value != ""
 }
 
-violations contains "resource_missing" if not non_empty_string(object.get(resource, "id", null))
+identified if {
+	non_empty_string(input.resource.id)
+	non_empty_string(input.resource.identifier)
+}
 
-violations contains "resource_missing" if not non_empty_string(object.get(resource, "identifier", null))
+has_scopes if {
+	is_array(input.resource.scopes)
+	count(input.resource.scopes) > 0
+}
 
-violations contains "resource_has_no_scopes" if count(as_array(object.get(resource, "scopes", []))) == 0
+# ---- Policy -------------------------------------------------------------------------
 
+violations contains "resource_missing" if not identified
+
+violations contains "resource_has_no_scopes" if not has_scopes
+
+# A constraint that lists subject types (or credential types) is met only by a subject (or
+# application) that has one of them.
 violations contains "subject_type_not_allowed_for_resource" if {
 	allowed := constraints.subject_types
-	not object.get(input, ["subject", "type"], null) in allowed
+	not subject_type_in(allowed)
 }
 
 violations contains "credential_type_not_allowed_for_resource" if {
 	allowed := constraints.credential_types
-	not object.get(application, "credential_type", null) in allowed
+	not credential_type_in(allowed)
 }
 
 violations contains "application_missing_required_trait" if {
@@ -70,12 +72,23 @@ violations contains "application_missing_required_trait" if {
 }
 
 violations contains "public_client_requested_write_scope" if {
-	application.credential_type == "public"
-	some scope in as_array(object.get(input, "requested_scopes", []))
-	not action(scope) in read_only_actions
+	input.application.credential_type == "public"
+	is_array(input.requested_scopes)
+	some scope in input.requested_scopes
+	not read_only(scope)
 }
 
-default result := {"decision": "deny", "reasons": ["resource_constraints_not_evaluated"]}
+subject_type_in(types) if input.subject.type in types
+
+credential_type_in(types) if input.application.credential_type in types
+
+# A scope whose action (the part after its last ":"; a scope without ":" is its own action)
+# is read-only.
+read_only(scope) if {
+	is_string(scope)
+	parts := split(scope, ":")
+	parts[count(parts) - 1] in read_only_actions
+}
 
 result := {"decision": "deny", "reasons": sort(violations)} if {
 	count(violations) > 0
