@@ -8,6 +8,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --ignore-requires-python opa-golib-python-bindings==0.4.4
 	touch $@
 
 install: $(VENV)/.installed
