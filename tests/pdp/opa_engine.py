@@ -4,7 +4,7 @@ Users write Rego from OPA's documentation, test it with ``opa test`` and may run
 servers; the PDP runs regorus. This module runs the same things under OPA's engine through
 ``opa-golib-python-bindings`` (import name ``opa_bindings``, a development dependency):
 
-* ``run_opa_tests(directory)``: like ``controlplane.pdp.testing.run_rego_tests`` (same
+* ``run_opa_tests(directory)``: like ``controlplane.pdp.rego_tests.run_rego_tests`` (same
   pairing of ``X_test.rego`` with ``X.rego``, same ``TestReport``), every ``test_`` rule
   evaluated by OPA; a policy module OPA does not compile is a load error;
 * ``OpaPolicy(modules).evaluate(input)``: the value of a document (``result`` by default)
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from controlplane.pdp.contract import PACKAGE, RegoContractError, check_contract
-from controlplane.pdp.testing import (
+from controlplane.pdp.rego_tests import (
     FileError,
     TestReport,
     TestResult,
