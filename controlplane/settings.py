@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 import msgspec
 
+from controlplane.errors import OperatorError
 
-class SettingsError(Exception):
+
+class SettingsError(OperatorError):
     """A configuration value is invalid; the message is one line naming the variable."""
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.__main__ import main
+from controlplane.cli.main import main
 
 POLICY = """package caracal.authz
 import rego.v1

@@ -12,8 +12,8 @@ import pytest
 from litestar.testing import TestClient
 from psycopg.rows import dict_row
 
-from controlplane.__main__ import build_parser
 from controlplane.app import create_app
+from controlplane.cli.main import build_parser
 from controlplane.keys import crypto
 from controlplane.keys.provider_secrets import decrypt_provider_secrets
 from tests.conftest import ADMIN_TOKEN, TEST_KEK, make_settings

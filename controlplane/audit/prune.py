@@ -1,16 +1,14 @@
 """Audit retention: drop whole monthly partitions of ``audit_events`` older than a cutoff.
 
-``python -m controlplane audit prune --older-than 90d [--dry-run]``. A partition is dropped
-only when its upper bound is at or before ``now() - older_than``, so no month is ever cut in
-part; rows in the DEFAULT partition are never deleted. Audit rows are immutable (a trigger
-refuses DELETE); dropping a partition is the one way they leave the database.
+``caracal audit prune --older-than 90d [--dry-run]`` (``controlplane.cli.audit``). A
+partition is dropped only when its upper bound is at or before ``now() - older_than``, so no
+month is ever cut in part; rows in the DEFAULT partition are never deleted. Audit rows are
+immutable (a trigger refuses DELETE); dropping a partition is the one way they leave the
+database.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 from datetime import date, datetime
 from typing import Any
 
@@ -19,7 +17,7 @@ from psycopg import sql
 from controlplane.audit.events import record_event
 from controlplane.db.pool import Conn
 
-__all__ = ["Partition", "audit_partitions", "create_month_partition", "prune", "register"]
+__all__ = ["Partition", "audit_partitions", "create_month_partition", "prune", "prune_at"]
 
 LOCK_TIMEOUT = "10s"
 
@@ -130,33 +128,8 @@ async def prune(conn: Conn, older_than_seconds: int, *, dry_run: bool = False) -
     return [p.name for p in doomed]
 
 
-def _run(args: argparse.Namespace) -> int:
-    """``audit prune``: print what was (or would be) dropped."""
-    from controlplane.db.migrations import migrate
-    from controlplane.settings import load_settings, parse_duration
-
-    try:
-        seconds = parse_duration(args.older_than)
-    except ValueError as exc:
-        print(f"error: --older-than: {exc}", file=sys.stderr)
-        return 2
-    if seconds <= 0:
-        print("error: --older-than must be positive", file=sys.stderr)
-        return 2
-    settings = load_settings()
-    from controlplane.db.embedded_postgres import database_url_for
-
-    with database_url_for(settings) as url:
-        migrate(url)
-        dropped = asyncio.run(_prune_at(url, seconds, args.dry_run))
-    verb = "would drop" if args.dry_run else "dropped"
-    for name in dropped:
-        print(f"{verb} {name}")
-    print(f"{verb} {len(dropped)} partition(s)")
-    return 0
-
-
-async def _prune_at(url: str, seconds: int, dry_run: bool) -> list[str]:
+async def prune_at(url: str, seconds: int, dry_run: bool) -> list[str]:
+    """``prune`` on a connection of its own (autocommit, UTC) to the database at ``url``."""
     from psycopg import AsyncConnection
     from psycopg.rows import dict_row
 
@@ -165,17 +138,3 @@ async def _prune_at(url: str, seconds: int, dry_run: bool) -> list[str]:
     )
     async with conn:
         return await prune(conn, seconds, dry_run=dry_run)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``audit prune`` to the CLI."""
-    audit = sub.add_parser("audit", help="audit log maintenance")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    prune_cmd = audit_sub.add_parser(
-        "prune", help="drop whole monthly audit partitions older than a duration"
-    )
-    prune_cmd.add_argument(
-        "--older-than", required=True, help="such as 90d: partitions ending before now - 90d"
-    )
-    prune_cmd.add_argument("--dry-run", action="store_true", help="list, drop nothing")
-    prune_cmd.set_defaults(func=_run)

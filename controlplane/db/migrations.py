@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psycopg
 
+from controlplane.errors import OperatorError
+
 log = logging.getLogger("controlplane.db")
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
@@ -26,7 +28,7 @@ def migration_files(directory: Path = SQL_DIR) -> list[tuple[int, str, Path]]:
     return found
 
 
-class MigrationChanged(Exception):
+class MigrationChanged(OperatorError):
     """An applied migration's file no longer has the content that was applied."""
 
 

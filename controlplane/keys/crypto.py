@@ -34,6 +34,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from controlplane.errors import OperatorError
+
 __all__ = [
     "ADMIN_TOKEN_PREFIX",
     "CLIENT_SECRET_PREFIX",
@@ -72,7 +74,7 @@ CLIENT_SECRET_PREFIX = "cs_"
 _ADMIN_TOKEN_RE = re.compile(r"cpk_[A-Za-z0-9_-]{43}")
 
 
-class KekError(Exception):
+class KekError(OperatorError):
     """The KEK could not be loaded; the message is one line and never contains key material."""
 
 

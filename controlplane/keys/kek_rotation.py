@@ -1,4 +1,4 @@
-"""KEK rotation: ``python -m controlplane rotate-kek --new-kek-file F``.
+"""KEK rotation (``caracal rotate-kek --new-kek-file F``, ``controlplane.cli.kek``).
 
 Every zone DEK is unwrapped with the current KEK (loaded from the settings as at start-up)
 and wrapped again under the new one, in one transaction: either every DEK moves or none does.
@@ -8,16 +8,12 @@ Re-running is safe: DEKs already under the new KEK are left alone (after checkin
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controlplane.db.migrations import migrate
 from controlplane.db.pool import Conn, Database
 from controlplane.keys import crypto
-from controlplane.settings import Settings, load_settings
+from controlplane.settings import Settings
 
 
 class RotationError(Exception):
@@ -74,7 +70,8 @@ def current_kek(settings: Settings) -> crypto.Kek:
     return crypto.load_kek(settings.kek, settings.kek_file, settings.data_dir, settings.production)
 
 
-async def _rotate(url: str, current: crypto.Kek, new: crypto.Kek) -> RotationResult:
+async def rotate_at(url: str, current: crypto.Kek, new: crypto.Kek) -> RotationResult:
+    """Rewrap every zone DEK of the database at ``url`` in one transaction."""
     db = Database(url, 1, 1)
     await db.open()
     try:
@@ -82,53 +79,3 @@ async def _rotate(url: str, current: crypto.Kek, new: crypto.Kek) -> RotationRes
             return await rewrap_all_deks(conn, current, new)
     finally:
         await db.close()
-
-
-def cmd_rotate_kek(args: argparse.Namespace) -> int:
-    """Rewrap every zone DEK under the KEK in ``--new-kek-file`` and say what was done."""
-    from controlplane.db.embedded_postgres import database_url_for
-
-    settings = load_settings()
-    try:
-        current = current_kek(settings)
-    except crypto.KekError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        new = crypto.kek_from_file(Path(args.new_kek_file).expanduser(), "--new-kek-file")
-    except crypto.KekError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if new.key_id == current.key_id:
-        print(f"error: the new KEK is the current KEK (id {current.key_id})", file=sys.stderr)
-        return 2
-    try:
-        with database_url_for(settings) as url:
-            migrate(url)
-            result = asyncio.run(_rotate(url, current, new))
-    except RotationError as exc:
-        print(f"error: {exc}; nothing was changed", file=sys.stderr)
-        return 1
-    for zone_id in result.rewrapped:
-        print(f"rewrapped the DEK of zone {zone_id}")
-    print(
-        f"KEK {current.key_id} -> {new.key_id}: rewrapped {len(result.rewrapped)} zone DEK(s),"
-        f" {len(result.already_new)} already under the new KEK."
-    )
-    print(
-        "next: point CARACAL_KEK or CARACAL_KEK_FILE at the new key and restart every process"
-        " (see docs/registry.md, KEK rotation).",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``rotate-kek`` subcommand."""
-    parser = sub.add_parser("rotate-kek", help="rewrap every zone DEK under a new KEK")
-    parser.add_argument(
-        "--new-kek-file",
-        required=True,
-        help="file holding the new KEK (32 raw bytes or their base64)",
-    )
-    parser.set_defaults(func=cmd_rotate_kek)

@@ -1,17 +1,15 @@
 """The outbox relay: claim due rows with ``FOR UPDATE SKIP LOCKED``, publish, mark.
 
-Runs as a background component of every API process and alone as
-``python -m controlplane relay``. Several relays share the table safely: a row is claimed by
-one relay at a time, and a claim lasts for its transaction, so a relay that dies mid-batch
+Runs as a background component of every API process and alone as ``caracal relay``
+(``controlplane.cli.relay``). Several relays share the table safely: a row is claimed by one
+relay at a time, and a claim lasts for its transaction, so a relay that dies mid-batch
 releases its rows to the next one (docs/outbox.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -183,39 +181,3 @@ async def relay_component(db: Database, settings: Settings) -> AsyncIterator[Non
             yield
     finally:
         await relay.close()
-
-
-def cmd_relay(args: argparse.Namespace) -> int:
-    """Run the outbox relay alone until interrupted."""
-    from controlplane.db.embedded_postgres import database_url_for
-    from controlplane.db.migrations import migrate
-    from controlplane.settings import load_settings
-
-    settings = load_settings()
-
-    async def run(url: str) -> None:
-        migrate(url)
-        db = Database(url, 1, 2)
-        await db.open()
-        relay = Relay(db, publishers_for(settings))
-        loop, me = asyncio.get_running_loop(), asyncio.current_task()
-        for signum in (signal.SIGTERM, signal.SIGINT):  # stop cleanly, exit 0
-            loop.add_signal_handler(signum, me.cancel)  # type: ignore[union-attr]
-        log.info("relay running", extra={"redis": bool(settings.redis_url)})
-        try:
-            await relay.run()
-        except asyncio.CancelledError:
-            log.info("relay stopped")
-        finally:
-            await relay.close()
-            await db.close()
-
-    with database_url_for(settings) as url:
-        asyncio.run(run(url))
-    return 0
-
-
-def register_cli(sub: Any) -> None:
-    """``python -m controlplane relay``."""
-    parser = sub.add_parser("relay", help="run the outbox relay alone")
-    parser.set_defaults(func=cmd_relay)
