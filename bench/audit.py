@@ -36,7 +36,7 @@ from psycopg.rows import dict_row
 
 from controlplane.api.audit import AuditFilters, list_query
 from controlplane.api.pagination import Position, encode_cursor
-from controlplane.audit.prune import create_month_partition
+from controlplane.audit.partitions import create_month_partition
 from controlplane.db.migrations import migrate
 from controlplane.keys.crypto import Kek
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import msgspec
 from pdp_inprocess import build
 
-from controlplane.gc_tuning import tune_gc_after_startup
+from controlplane.http.gc_tuning import tune_gc_after_startup
 from controlplane.pdp import evaluate_set
 
 _compiled = build(("role-based",))

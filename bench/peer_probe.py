@@ -77,13 +77,16 @@ async def _loop_lag() -> None:
 
 def _install() -> None:
     """Wrap the service's functions (before the app is built)."""
-    from controlplane import auth, decision_audit, relay, request_context
+    from controlplane.audit import decision_events
+    from controlplane.auth import guard
+    from controlplane.http import request_context
+    from controlplane.outbox import relay
     from controlplane.pdp import runtime
 
-    writer = decision_audit.DecisionAuditWriter
+    writer = decision_events.DecisionAuditWriter
     writer._insert = _timed("flush", lambda self, events: len(events))(writer._insert)  # type: ignore[method-assign]
     writer.write = _timed("commit_wait")(writer.write)  # type: ignore[method-assign]
-    auth.lookup_token = _timed("token_lookup")(auth.lookup_token)
+    guard.lookup_token = _timed("token_lookup")(guard.lookup_token)
     runtime.PdpRuntime.reconcile = _timed("reconcile")(runtime.PdpRuntime.reconcile)  # type: ignore[method-assign]
     relay.Relay.run_once = _timed("relay_sweep")(relay.Relay.run_once)  # type: ignore[method-assign]
     middleware = request_context.RequestContextMiddleware

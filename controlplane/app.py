@@ -32,15 +32,15 @@ from controlplane.api.sessions import SessionController
 from controlplane.api.step_up import StepUpController
 from controlplane.api.templates import list_templates
 from controlplane.api.zones import ZoneController
-from controlplane.audit.decision_writer import DecisionAuditWriter, decision_audit_component
+from controlplane.audit.decision_events import DecisionAuditWriter, decision_audit_component
 from controlplane.audit.partitions import audit_partitions_component
 from controlplane.auth.admin_tokens import upsert_env_token
 from controlplane.auth.guard import admin_guard
 from controlplane.auth.token_cache import TokenCache
 from controlplane.db.migrations import migrate
 from controlplane.db.pool import Database
-from controlplane.gc_tuning import tune_gc_after_startup
 from controlplane.http.errors import EXCEPTION_HANDLERS
+from controlplane.http.gc_tuning import tune_gc_after_startup
 from controlplane.http.request_context import RequestContextMiddleware
 from controlplane.http.strict_input import strict_input
 from controlplane.keys.crypto import Kek, SecretHasher, load_kek

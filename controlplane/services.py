@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.audit.decision_writer import DecisionAuditWriter
+from controlplane.audit.decision_events import DecisionAuditWriter
 from controlplane.auth.token_cache import TokenCache
 from controlplane.db.pool import Database
 from controlplane.keys.crypto import Kek, SecretHasher

@@ -18,7 +18,7 @@ from litestar.testing import TestClient
 from psycopg.rows import dict_row
 from uuid6 import uuid7
 
-from controlplane.registry.application_references import application_referenced_by_active_policy
+from controlplane.registry.applications import application_referenced_by_active_policy
 
 
 def referenced(

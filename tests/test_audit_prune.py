@@ -13,8 +13,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
-from controlplane.audit.partitions import ensure_audit_partitions
-from controlplane.audit.prune import create_month_partition
+from controlplane.audit.partitions import create_month_partition, ensure_audit_partitions
 from controlplane.db.migrations import migrate
 from controlplane.db.pool import Database
 from tests.api.runtime_rows import insert_event, now

@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 from uuid6 import uuid7
 
-from controlplane.audit.decision_writer import AuditWriteError, DecisionAuditWriter, DecisionEvent
+from controlplane.audit.decision_events import AuditWriteError, DecisionAuditWriter, DecisionEvent
 from tests.api.policy_helpers import ALLOW, active_set
 from tests.redis_fixture import free_port
 

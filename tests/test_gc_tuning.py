@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from controlplane.gc_tuning import THRESHOLDS, tune_gc_after_startup
+from controlplane.http.gc_tuning import THRESHOLDS, tune_gc_after_startup
 
 
 def test_tuning_freezes_start_up_objects_and_raises_the_thresholds() -> None:

@@ -1,8 +1,9 @@
 """Audit queries: ``/v1/zones/{zoneId}/audit`` and ``…/audit/by-request/{requestId}``.
 
-Writes go through ``controlplane.audit.events.record_event`` (and the decision writer); this module
-only reads. ``metadata_json`` is redacted again at read time, so rows written before a key
-became secret, or by another writer, never show a secret.
+Writes go through ``controlplane.audit.admin_events.record_event`` (and the decision writer,
+``controlplane.audit.decision_events``); this module only reads. ``metadata_json`` is
+redacted again at read time, so rows written before a key became secret, or by another
+writer, never show a secret.
 """
 
 from __future__ import annotations

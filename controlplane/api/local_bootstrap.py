@@ -17,7 +17,7 @@ from litestar import Request, Response, post
 from litestar.di import Provide
 
 from controlplane.api.common import actor_id, services_of
-from controlplane.audit.events import record_event
+from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.errors import Conflict
 from controlplane.keys.crypto import generate_client_secret

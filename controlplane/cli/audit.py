@@ -1,5 +1,5 @@
 """``caracal audit prune --older-than 90d [--dry-run]``: drop whole monthly audit partitions
-(``controlplane.audit.prune``)."""
+(``controlplane.audit.partitions``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import sys
 
-from controlplane.audit.prune import prune_at
+from controlplane.audit.partitions import prune_at
 from controlplane.db.embedded_postgres import database_url_for
 from controlplane.db.migrations import migrate
 from controlplane.settings import load_settings, parse_duration

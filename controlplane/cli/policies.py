@@ -48,7 +48,7 @@ def _print(message: str) -> None:
 
 def run_tests(directory: Path, *, recursive: bool = False, verbose: bool = False) -> bool:
     """Run the directory's Rego tests, print a line per test and a summary; True when all pass."""
-    from controlplane.pdp.rego_tests import run_rego_tests
+    from controlplane.pdp.rego_test_runner import run_rego_tests
 
     report = run_rego_tests(directory, recursive=recursive)
     for error in report.contract_errors:
@@ -97,7 +97,7 @@ class LocalPolicy:
 
 def local_policies(directory: Path) -> list[LocalPolicy]:
     """The directory's policy modules (not ``*_test.rego``), ordered by name."""
-    from controlplane.pdp.rego_tests import read_rego
+    from controlplane.pdp.rego_test_runner import read_rego
 
     return [
         LocalPolicy(path.stem, read_rego(path))

@@ -1,11 +1,17 @@
-"""Schema migrations: the numbered SQL files of ``sql/`` applied in order under a lock."""
+"""Schema migrations: the numbered SQL files of ``sql/`` applied in order under a lock.
+
+The runner knows nothing of what the migrations make: a package that must act after every
+run (the audit log's partitions for the coming months) adds a step to ``AFTER_MIGRATE``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -16,6 +22,10 @@ log = logging.getLogger("controlplane.db")
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 MIGRATION_LOCK_KEY = 0x43415241  # "CARA"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+#: Steps run at the end of every migration run, on its connection and under its lock, in
+#: the order added (packages add theirs when imported: ``controlplane.audit``).
+AFTER_MIGRATE: list[Callable[[psycopg.Connection[Any]], None]] = []
 
 
 def migration_files(directory: Path = SQL_DIR) -> list[tuple[int, str, Path]]:
@@ -42,7 +52,8 @@ def migrate(url: str, directory: Path = SQL_DIR) -> list[str]:
 
     Each applied migration's SHA-256 is recorded; a file changed after it was applied stops
     the run (``MigrationChanged``): the database would silently lack what the edit added.
-    Rows from before the hashes were recorded take the current file's hash.
+    Rows from before the hashes were recorded take the current file's hash. The
+    ``AFTER_MIGRATE`` steps run last, every time.
     """
     applied: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
@@ -80,7 +91,8 @@ def migrate(url: str, directory: Path = SQL_DIR) -> list[str]:
                     )
                 log.info("migration applied", extra={"migration": name})
                 applied.append(name)
-            conn.execute("SELECT caracal_ensure_audit_partitions(3)")
+            for step in AFTER_MIGRATE:
+                step(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
     return applied

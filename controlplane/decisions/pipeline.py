@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 from uuid6 import uuid7
 
-from controlplane.audit.decision_writer import AuditWriteError, DecisionEvent
+from controlplane.audit.decision_events import AuditWriteError, DecisionEvent
 from controlplane.decisions.sessions import session_denial, session_gate
 from controlplane.decisions.step_up import apply_step_up
 from controlplane.errors import Conflict, NotFound, Unavailable

@@ -16,7 +16,7 @@ import msgspec
 from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
-from controlplane.audit.events import record_event
+from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn, Database
 from controlplane.db.rows import one_row, parse_uuid
 from controlplane.errors import NotFound

@@ -6,22 +6,24 @@ import logging
 import re
 import time
 from collections.abc import Iterable
-from contextvars import ContextVar
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uuid6 import uuid7
 
+from controlplane.request_id import REQUEST_ID, current_request_id
+
 log = logging.getLogger("controlplane.access")
 
-_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+__all__ = [
+    "RequestContextMiddleware",
+    "current_request_id",
+    "incoming_request_id",
+    "new_request_id",
+]
+
 _VALID_ID = re.compile(rb"^[\x21-\x7e]{1,128}$")
 _HEADER = b"x-request-id"
-
-
-def current_request_id() -> str | None:
-    """The id of the request being handled, if any."""
-    return _request_id.get()
 
 
 def new_request_id() -> str:
@@ -48,7 +50,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = incoming_request_id(scope["headers"])
-        token = _request_id.set(request_id)
+        token = REQUEST_ID.set(request_id)
         started = time.perf_counter()
         status = 500
         encoded = request_id.encode("ascii")
@@ -76,4 +78,4 @@ class RequestContextMiddleware:
                         "request_id": request_id,
                     },
                 )
-            _request_id.reset(token)
+            REQUEST_ID.reset(token)

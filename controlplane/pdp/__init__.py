@@ -18,7 +18,7 @@ from controlplane.pdp.evaluate import (
     evaluate_set,
     interpret_result,
 )
-from controlplane.pdp.rego_tests import TestReport, TestResult, run_rego_tests
+from controlplane.pdp.rego_test_runner import TestReport, TestResult, run_rego_tests
 from controlplane.pdp.templates import TEMPLATE_IDS, Template, get_template, load_templates
 
 __all__ = [

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-from controlplane.audit.events import record_event
+from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import one_row
 from controlplane.errors import Conflict, NotFound, Unprocessable

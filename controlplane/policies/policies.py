@@ -10,7 +10,7 @@ from uuid import UUID
 import msgspec
 from uuid6 import uuid7
 
-from controlplane.audit.events import record_event
+from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import one_row, parse_uuid
 from controlplane.errors import NotFound, Unprocessable

@@ -1,7 +1,10 @@
 """Applications of a zone, Dynamic Client Registration included.
 
 An application is active while it is neither archived nor expired (view
-``active_applications``); every read, update and count sees only active ones.
+``active_applications``); every read, update and count sees only active ones. An
+application is referenced by the zone's active policies when its id appears
+(case-insensitively) in the content of a policy version of the zone's active or shadow
+policy-set version (``sql/0003_policies.sql``): it cannot become ``public`` then.
 """
 
 from __future__ import annotations
@@ -14,12 +17,11 @@ from uuid import UUID
 import msgspec
 from uuid6 import uuid7
 
-from controlplane.audit.events import record_event
+from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import one_row, parse_uuid
 from controlplane.errors import Conflict, Forbidden, Invalid, NotFound
 from controlplane.keys.crypto import SecretHasher, generate_client_secret
-from controlplane.registry.application_references import application_referenced_by_active_policy
 from controlplane.registry.dcr_limits import check_dcr_capacity, take_rate_slot
 from controlplane.registry.zones import require_zone
 
@@ -154,6 +156,22 @@ async def insert_application(
     )
     row = await one_row(cur)
     return row
+
+
+async def application_referenced_by_active_policy(conn: Conn, zone_id: str, app_id: UUID) -> bool:
+    """True when an active or shadow policy version of the zone mentions ``app_id``."""
+    cur = await conn.execute(
+        "SELECT EXISTS ("
+        " SELECT 1 FROM zone_policy_state s"
+        " JOIN policy_set_version_entries e ON e.zone_id = s.zone_id"
+        "  AND e.policy_set_version_id IN (s.active_version_id, s.shadow_version_id)"
+        " JOIN policy_versions v ON v.zone_id = e.zone_id AND v.id = e.policy_version_id"
+        " WHERE s.zone_id = %s AND strpos(lower(v.content), %s) > 0"
+        ") AS referenced",
+        (zone_id, str(app_id).lower()),
+    )
+    row = await one_row(cur)
+    return bool(row["referenced"])
 
 
 async def require_application(

@@ -15,7 +15,7 @@ from uuid import UUID
 import msgspec
 from uuid6 import uuid7
 
-from controlplane.audit.events import record_event
+from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import parse_uuid, returning_unique
 from controlplane.errors import Conflict, Invalid, NotFound

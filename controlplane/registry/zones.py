@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from psycopg import errors as pg_errors
 
-from controlplane.audit.events import record_event
+from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import one_row
 from controlplane.errors import Invalid, NotFound

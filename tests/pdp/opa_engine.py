@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from controlplane.pdp.contract import PACKAGE, RegoContractError, check_contract
-from controlplane.pdp.rego_tests import (
+from controlplane.pdp.rego_test_runner import (
     FileError,
     TestReport,
     TestResult,

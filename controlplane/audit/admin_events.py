@@ -8,8 +8,8 @@ from psycopg.types.json import Jsonb
 from uuid6 import uuid7
 
 from controlplane.db.pool import Conn
-from controlplane.http.request_context import current_request_id
 from controlplane.keys.secret_fields import redact
+from controlplane.request_id import current_request_id
 
 
 async def record_event(
