@@ -11,11 +11,8 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any
 
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.types import ASGIApp
 
-from controlplane import __version__
 from controlplane.api.admin_tokens import AdminTokenController
 from controlplane.api.applications import ApplicationController
 from controlplane.api.audit import AuditController
@@ -39,12 +36,14 @@ from controlplane.auth.guard import admin_guard
 from controlplane.auth.token_cache import TokenCache
 from controlplane.db.migrations import migrate
 from controlplane.db.pool import Database
+from controlplane.http.api_docs import openapi_config, swagger_ui_assets
 from controlplane.http.errors import EXCEPTION_HANDLERS
 from controlplane.http.gc_tuning import tune_gc_after_startup
 from controlplane.http.request_context import RequestContextMiddleware
 from controlplane.http.strict_input import strict_input
 from controlplane.keys.crypto import Kek, SecretHasher, load_kek
 from controlplane.logs import configure_logging
+from controlplane.metrics.endpoint import metrics, metrics_component
 from controlplane.outbox.listener import listener_component
 from controlplane.outbox.relay import relay_component
 from controlplane.pdp.runtime import PdpRuntime, reconciler_component
@@ -77,6 +76,7 @@ COMPONENTS += [
     lambda s: reconciler_component(s.runtime, s.settings.pdp_reconcile_seconds),
     lambda s: relay_component(s.db, s.settings),
     lambda s: audit_partitions_component(s.db),
+    lambda s: metrics_component(s.db, s.settings),
 ]
 
 
@@ -133,6 +133,8 @@ def create_app(
         route_handlers=[
             *ROUTE_HANDLERS,
             *([local_bootstrap] if settings.local_bootstrap_enabled else []),
+            *([metrics] if settings.metrics_enabled else []),
+            swagger_ui_assets(),
         ],
         guards=[admin_guard],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -140,12 +142,7 @@ def create_app(
         lifespan=[lifespan],
         state=_state(services),
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(
-            title="Caracal control plane",
-            version=__version__,
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
-        ),
+        openapi_config=openapi_config(),
         debug=False,
         logging_config=None,
     )

@@ -45,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     relay_enabled: bool = True
     token_cache_seconds: float = 1.0
     dcr_rate_limit: int = 10
+    metrics_enabled: bool = True
+    metrics_token: str | None = None
+    metrics_dir: Path | None = None
 
     @property
     def production(self) -> bool:
@@ -162,12 +165,16 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_RELAY_ENABLED": ("relay_enabled", _bool),
     "CARACAL_TOKEN_CACHE_SECONDS": ("token_cache_seconds", _positive_float),
     "CARACAL_DCR_RATE_LIMIT": ("dcr_rate_limit", _int_in(1, 1_000_000)),
+    "CARACAL_METRICS_ENABLED": ("metrics_enabled", _bool),
+    "CARACAL_METRICS_TOKEN": ("metrics_token", _admin_token),
+    "CARACAL_METRICS_DIR": ("metrics_dir", lambda text: Path(_nonempty(text))),
 }
 
 
 def _shown(variable: str, value: Any) -> str:
     """A setting's value for an error message; secrets are never shown."""
-    return "<hidden>" if variable in {"CARACAL_ADMIN_TOKEN", "CARACAL_KEK"} else repr(value)
+    hidden = {"CARACAL_ADMIN_TOKEN", "CARACAL_KEK", "CARACAL_METRICS_TOKEN"}
+    return "<hidden>" if variable in hidden else repr(value)
 
 
 _FIELD_VARIABLES = {field: variable for variable, (field, _) in _VARIABLES.items()}

@@ -22,6 +22,7 @@ from controlplane.decisions.pipeline import DecisionResponse
 from controlplane.http.errors import MISSING_BODY, invalid_body
 from controlplane.http.request_context import current_request_id
 from controlplane.http.strict_input import decode_strictly
+from controlplane.metrics.decisions import decision_answered, decision_clock
 from controlplane.services import Services
 
 
@@ -73,6 +74,7 @@ class DecisionController(Controller):
     )
     async def decide(self, request: Request, zone_id: str, body: RawBody) -> ASGIResponse:
         """Evaluate the zone's active policy set for ``input``."""
+        started = decision_clock()
         data = decode_request(body)
         services: Services = request.app.state.services
         response = await pipeline.decide(
@@ -83,4 +85,5 @@ class DecisionController(Controller):
             actor_id=actor_id(request),
             sign=data.sign,
         )
+        decision_answered(response.decision, started)
         return ASGIResponse(body=encode_json(response, _serializer), media_type="application/json")

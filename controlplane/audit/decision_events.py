@@ -23,6 +23,8 @@ from uuid import UUID
 import msgspec
 import psycopg
 
+from controlplane.metrics.audit import audit_write_timer
+
 log = logging.getLogger("controlplane.decision_audit")
 
 MAX_BATCH = 500
@@ -197,7 +199,8 @@ class DecisionAuditWriter:
                 keepalives_count=3,
                 tcp_user_timeout=STATEMENT_TIMEOUT_MS,
             )
-        await self._conn.execute(_INSERT, (encode_batch(events),))
+        with audit_write_timer(len(events)):
+            await self._conn.execute(_INSERT, (encode_batch(events),))
 
     def _fail(self, batch: list[Pending], exc: Exception) -> None:
         log.error("decision audit write failed", extra={"events": len(batch), "error": repr(exc)})

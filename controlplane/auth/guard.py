@@ -13,6 +13,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from controlplane.http.errors import ApiError
 from controlplane.keys.crypto import hash_admin_token
+from controlplane.metrics.auth import auth_failed
 
 _BEARER = re.compile(rb"^Bearer ([\x21-\x7e]{1,512})$", re.I)
 _LAST_USED_EVERY = timedelta(seconds=60)
@@ -47,8 +48,11 @@ async def admin_guard(
     scope: Scope = handler.opt.get("scope", "zone")
     if scope == "public" or not connection.scope["path"].startswith("/v1/"):
         return
-    match = _bearer_token(connection.scope["headers"])
+    headers = connection.scope["headers"]
+    match = _bearer_token(headers)
     if match is None:
+        given = any(name == b"authorization" and value.strip() for name, value in headers)
+        auth_failed("invalid" if given else "missing")
         raise invalid_token()
     token = await authenticate(
         connection.app.state.services,
@@ -57,11 +61,11 @@ async def admin_guard(
     )
     if token is None:
         raise invalid_token()
-    if token.scope != "global":
-        if scope == "global":
-            raise zone_mismatch()
-        if connection.path_params.get("zone_id") != token.zone_id:
-            raise zone_mismatch()
+    if token.scope != "global" and (
+        scope == "global" or connection.path_params.get("zone_id") != token.zone_id
+    ):
+        auth_failed("forbidden")
+        raise zone_mismatch()
     connection.state.admin_token = token
 
 
@@ -91,7 +95,8 @@ async def authenticate(services: Any, token_sha256: str, *, cached: bool) -> Adm
 
 
 async def lookup_token(db: Any, token_sha256: str) -> AdminToken | None:
-    """The live token with this hash (not expired, not revoked), touching ``last_used_at``."""
+    """The live token with this hash (not expired, not revoked), touching ``last_used_at``;
+    None (the refusal counted by reason) otherwise."""
     async with db.transaction() as conn:
         cur = await conn.execute(
             "SELECT id, scope, zone_id, expires_at, revoked_at, last_used_at"
@@ -100,9 +105,11 @@ async def lookup_token(db: Any, token_sha256: str) -> AdminToken | None:
         )
         row = await cur.fetchone()
         if row is None or row["revoked_at"] is not None:
+            auth_failed("invalid" if row is None else "revoked")
             return None
         now = datetime.now(UTC)
         if row["expires_at"] is not None and row["expires_at"] <= now:
+            auth_failed("expired")
             return None
         if row["last_used_at"] is None or now - row["last_used_at"] > _LAST_USED_EVERY:
             await conn.execute(

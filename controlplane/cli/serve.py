@@ -11,6 +11,7 @@ import sys
 from controlplane.db.embedded_postgres import database_url_for
 from controlplane.db.migrations import migrate
 from controlplane.keys.crypto import load_kek
+from controlplane.metrics.workers import metrics_processes
 from controlplane.settings import load_settings
 
 log = logging.getLogger("controlplane")
@@ -29,7 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["workers"] = args.workers
     settings = load_settings(**overrides)
     load_kek(settings.kek, settings.kek_file, settings.data_dir, settings.production)
-    with database_url_for(settings) as url:
+    with database_url_for(settings) as url, metrics_processes(settings):
         os.environ["DATABASE_URL"] = url
         migrate(url)
         log.info(

@@ -26,6 +26,7 @@ from controlplane.errors import Conflict, NotFound, Unavailable
 from controlplane.keys.crypto import sign_jws
 from controlplane.keys.secret_fields import redact, scrub, secret_values
 from controlplane.keys.zone_keys import current_signing_key
+from controlplane.metrics.decisions import timed_evaluation
 from controlplane.pdp.evaluate import CompiledSet, Decision, evaluate_set
 from controlplane.pdp.runtime import ZoneState
 from controlplane.services import Services
@@ -274,7 +275,7 @@ async def decide(
         assert state.active is not None
         outcome = Outcome(state.active, session_denial(gate.deny_reason))
     else:
-        outcome = evaluate(state, ctx.input)
+        outcome = timed_evaluation(evaluate, state, ctx.input)
         outcome = await open_step_up(services, ctx, outcome, gate.session_id)
     # The response (and its signature) first: a decision that cannot be answered is not
     # recorded as one that was.

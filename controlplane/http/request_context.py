@@ -11,6 +11,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from uuid6 import uuid7
 
+from controlplane.metrics.http import observe_request
 from controlplane.request_id import REQUEST_ID, current_request_id
 
 log = logging.getLogger("controlplane.access")
@@ -67,6 +68,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            observe_request(scope, status, elapsed)
             if log.isEnabledFor(logging.INFO):  # skip building the record's fields when off
                 log.info(
                     "request",
@@ -74,7 +77,7 @@ class RequestContextMiddleware:
                         "method": scope["method"],
                         "path": scope["path"],
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "duration_ms": round(elapsed * 1000, 3),
                         "request_id": request_id,
                     },
                 )

@@ -19,6 +19,7 @@ import psycopg
 
 from controlplane.background import background
 from controlplane.db.pool import Database
+from controlplane.metrics.outbox import outbox_pending, outbox_published
 from controlplane.outbox.enqueue import WAKEUP_CHANNEL, OutboxMessage
 from controlplane.outbox.publishers import Publisher, PublisherUnavailable, publishers_for
 from controlplane.settings import Settings
@@ -42,6 +43,7 @@ _MAX_ERROR_CHARS = 1000
 #: Published rows are kept this long (for inspection), then deleted by the relays.
 RETENTION = "7 days"
 _PRUNE_EVERY_SECONDS = 60.0
+_PENDING = "SELECT count(*) AS pending FROM outbox WHERE published_at IS NULL"
 _PRUNE = (
     "DELETE FROM outbox WHERE (zone_id, id) IN (SELECT zone_id, id FROM outbox"
     " WHERE published_at < now() - %s::interval LIMIT 10000)"
@@ -117,6 +119,7 @@ class Relay:
             try:
                 async with conn.transaction():  # a savepoint: a failure keeps the claim intact
                     await publisher.publish(conn, message)
+                outbox_published(publisher.name, message.created_at)
             except Exception as exc:
                 error = f"{publisher.name}: {type(exc).__name__}: {exc}"
                 if isinstance(exc, PublisherUnavailable):
@@ -133,6 +136,13 @@ class Relay:
             if claimed < self.batch_size:
                 return total
 
+    async def pending(self) -> int:
+        """How many rows are not published yet (due or waiting for a retry)."""
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(_PENDING)
+            row = await cur.fetchone()
+        return int(row["pending"]) if row else 0
+
     async def prune(self) -> int:
         """Delete up to 10,000 rows published longer ago than ``RETENTION``; how many."""
         async with self.db.transaction() as conn:
@@ -140,9 +150,10 @@ class Relay:
             return cur.rowcount
 
     async def run(self) -> None:
-        """Forever: drain, then sleep until a wake-up NOTIFY or the sweep interval; prune
-        old published rows about once a minute."""
-        pruned_at = 0.0
+        """Forever: drain, then sleep until a wake-up NOTIFY or the sweep interval; count the
+        backlog (for the metrics) at most once a sweep interval; prune old published rows
+        about once a minute."""
+        pruned_at = counted_at = 0.0
         while True:
             try:
                 listener = await psycopg.AsyncConnection.connect(
@@ -152,6 +163,9 @@ class Relay:
                     await listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
                     while True:
                         await self.drain()
+                        if time.monotonic() - counted_at >= self.sweep_seconds:
+                            counted_at = time.monotonic()
+                            outbox_pending(await self.pending())
                         if time.monotonic() - pruned_at > _PRUNE_EVERY_SECONDS:
                             pruned_at = time.monotonic()
                             await self.prune()

@@ -23,11 +23,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from controlplane.background import background
 from controlplane.db.pool import Conn, Database
+from controlplane.metrics.policies import zone_state_replaced
 from controlplane.pdp.contract import RegoContractError, check_contract
 from controlplane.pdp.evaluate import CompiledPolicy, CompiledSet, compile_policy, compile_set
 
@@ -62,6 +64,8 @@ class ZoneState:
     generation: int
     active: CompiledSet | None
     shadow: CompiledSet | None
+    #: when this generation was activated (the database's clock), for the activation lag
+    activated_at: datetime | None = None
 
 
 async def fetch_set_version(
@@ -197,6 +201,7 @@ class PdpRuntime:
         if current is not None and current.generation > state.generation:
             return False
         self._zones[state.zone_id] = state
+        zone_state_replaced(current, state)
         self._prune()
         return True
 
@@ -204,7 +209,9 @@ class PdpRuntime:
         """Drop a zone (archived or gone: for good, zone ids are never reused). A load of it
         already running does not install what it read."""
         self._forgotten[zone_id] = self._forgotten.get(zone_id, 0) + 1
-        if self._zones.pop(zone_id, None) is not None:
+        dropped = self._zones.pop(zone_id, None)
+        if dropped is not None:
+            zone_state_replaced(dropped, None)
             self._prune()
 
     def _prune(self) -> None:
@@ -262,8 +269,8 @@ class PdpRuntime:
     async def _load(self, zone_id: str) -> ZoneState | None:
         async with self.db.transaction() as conn:
             cur = await conn.execute(
-                "SELECT s.active_version_id, s.shadow_version_id, coalesce(s.generation, 0) AS gen"
-                " FROM zones z LEFT JOIN zone_policy_state s ON s.zone_id = z.id"
+                "SELECT s.active_version_id, s.shadow_version_id, coalesce(s.generation, 0) AS gen,"
+                " s.activated_at FROM zones z LEFT JOIN zone_policy_state s ON s.zone_id = z.id"
                 " WHERE z.id = %s AND z.archived_at IS NULL",
                 (zone_id,),
             )
@@ -277,7 +284,7 @@ class PdpRuntime:
             if row["shadow_version_id"] is not None:
                 shadow_row = await fetch_set_version(conn, zone_id, row["shadow_version_id"])
                 shadow = await self.compile(conn, zone_id, shadow_row) if shadow_row else None
-        return ZoneState(zone_id, row["gen"], active, shadow)
+        return ZoneState(zone_id, row["gen"], active, shadow, row["activated_at"])
 
     async def reconcile(self) -> int:
         """Reload every installed zone whose generation or existence changed; return how many."""

@@ -91,7 +91,7 @@ async def activate_version(
         " shadow_version_id = EXCLUDED.shadow_version_id,"
         " generation = zone_policy_state.generation + 1,"
         " activated_by = EXCLUDED.activated_by, activated_at = now()"
-        " RETURNING generation",
+        " RETURNING generation, activated_at",
         (zone_id, version_id, shadow_version_id, actor),
     )
     state = await one_row(cur)
@@ -120,7 +120,9 @@ async def activate_version(
                 "previous_shadow_version_id": _str(previous.get("shadow_version_id")),
             },
         )
-    state_now = ZoneState(zone_id, state["generation"], compiled_active, compiled_shadow)
+    state_now = ZoneState(
+        zone_id, state["generation"], compiled_active, compiled_shadow, state["activated_at"]
+    )
     activation = Activation(
         activated=True,
         version_id=str(version_id),
