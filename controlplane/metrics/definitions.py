@@ -8,7 +8,11 @@ Gauges name their multiprocess mode: how a scrape combines the workers' values.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# No ``*_created`` series: they double the counter and histogram series of a scrape, and
+# multiprocess mode (several workers) has none, so a scrape looks the same in both modes.
+disable_created_metrics()
 
 #: Decisions run from tens of microseconds (evaluation) to the audit group commit (ms).
 DECISION_BUCKETS = (

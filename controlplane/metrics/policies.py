@@ -16,9 +16,12 @@ from controlplane.metrics.definitions import POLICY_ACTIVATION_LAG, POLICY_SETS_
 
 
 class _ZoneState(Protocol):
-    generation: int
-    active: Any
-    activated_at: datetime | None
+    @property
+    def generation(self) -> int: ...
+    @property
+    def active(self) -> Any: ...
+    @property
+    def activated_at(self) -> datetime | None: ...
 
 
 def zone_state_replaced(old: _ZoneState | None, new: _ZoneState | None) -> None:
