@@ -19,6 +19,7 @@ from controlplane.metrics.definitions import (
     DECISIONS,
     POLICY_EVALUATION_DURATION,
 )
+from controlplane.metrics.switch import SWITCH
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,18 +38,24 @@ _observe_evaluation = POLICY_EVALUATION_DURATION.observe
 def count_decision(outcome: str, source: str = "api") -> None:
     """Count one answered decision (``outcome``: allow, deny or partial; ``source``: api or
     batch)."""
+    if not SWITCH.on:
+        return
     _counters[source][outcome].inc()
 
 
 def decision_answered(outcome: str, started: float, source: str = "api") -> None:
     """Count an answered decision and observe its handler time since ``started``
     (a ``decision_clock()`` reading)."""
+    if not SWITCH.on:
+        return
     _observe_decision(perf_counter() - started)
     _counters[source][outcome].inc()
 
 
 def timed_evaluation(evaluate: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """``evaluate(*args, **kwargs)``, its duration observed as policy evaluation time."""
+    if not SWITCH.on:
+        return evaluate(*args, **kwargs)
     started = perf_counter()
     try:
         return evaluate(*args, **kwargs)

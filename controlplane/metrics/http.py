@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from controlplane.metrics.definitions import HTTP_REQUEST_DURATION, HTTP_REQUESTS
+from controlplane.metrics.switch import SWITCH
 
 UNMATCHED = "unmatched"
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -39,6 +40,8 @@ def _bind(method: str, path_template: str | None, status: int) -> tuple[Any, Any
 
 def observe_request(scope: Any, status: int, seconds: float) -> None:
     """Count one answered request of this ASGI ``scope`` and observe its duration."""
+    if not SWITCH.on:
+        return
     method = scope["method"]
     if method not in _METHODS:
         method = "other"

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from controlplane.metrics.definitions import POLICY_ACTIVATION_LAG, POLICY_SETS_LOADED
+from controlplane.metrics.switch import SWITCH
 
 
 class _ZoneState(Protocol):
@@ -26,6 +27,8 @@ class _ZoneState(Protocol):
 
 def zone_state_replaced(old: _ZoneState | None, new: _ZoneState | None) -> None:
     """Account for ``new`` replacing ``old`` (either None: a zone loaded or dropped)."""
+    if not SWITCH.on:
+        return
     delta = int(new is not None and new.active is not None) - int(
         old is not None and old.active is not None
     )

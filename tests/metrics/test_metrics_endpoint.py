@@ -13,6 +13,7 @@ import pytest
 from litestar.testing import TestClient
 
 from controlplane.app import create_app
+from controlplane.metrics.endpoint import render_metrics
 from tests.api.policy_helpers import (
     ADMIN_ONLY,
     ALLOW,
@@ -198,9 +199,22 @@ def test_a_metrics_token_is_required_when_set(app_with: Any) -> None:
         assert token not in scraped.text
 
 
-def test_metrics_disabled_removes_the_route(app_with: Any) -> None:
+def test_metrics_disabled_removes_the_route_and_records_nothing(app_with: Any) -> None:
     with app_with(metrics_enabled=False) as client:
+        before = parse(render_metrics().decode())
         response = client.get("/metrics")
         assert response.status_code == 404
         assert response.json()["error"]
         assert client.get("/health").status_code == 200
+        assert client.get("/v1/zones").status_code == 401  # no token: a guard refusal
+        after = parse(render_metrics().decode())
+    assert after.get("caracal_http_requests_total") == before.get("caracal_http_requests_total")
+    assert (
+        after["caracal_admin_auth_failures_total"] == (before["caracal_admin_auth_failures_total"])
+    )
+    with app_with() as client:  # an app with metrics on records again
+        assert client.get("/v1/zones").status_code == 401
+        again = parse(client.get("/metrics").text)
+    assert value(again, "caracal_admin_auth_failures_total", reason="missing") == (
+        value(after, "caracal_admin_auth_failures_total", reason="missing") + 1
+    )
