@@ -44,6 +44,7 @@ from controlplane.http.strict_input import strict_input
 from controlplane.keys.crypto import Kek, SecretHasher, load_kek
 from controlplane.logs import configure_logging
 from controlplane.metrics.endpoint import metrics, metrics_component
+from controlplane.metrics.switch import enable_metrics
 from controlplane.outbox.listener import listener_component
 from controlplane.outbox.relay import relay_component
 from controlplane.pdp.runtime import PdpRuntime, reconciler_component
@@ -98,6 +99,7 @@ def create_app(
     database_url = settings.database_url
     if database_url is None:
         raise ValueError("create_app needs settings.database_url")
+    enable_metrics(settings.metrics_enabled)
     db = Database(database_url, settings.pool_min_size, settings.pool_max_size)
     services = Services(
         settings=settings,
