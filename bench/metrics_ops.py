@@ -2,7 +2,7 @@
 them (a bound counter child's ``inc``, an unlabelled histogram's ``observe``), and the
 whole recording of one decision through the service's own helpers.
 
-Run: ``.venv/bin/python bench/metrics_ops.py`` (``bench/pdp.py --metrics-cost`` runs it).
+Run: ``.venv/bin/python bench/metrics_ops.py`` (``bench/metrics_cost.py`` runs it first).
 The mode is chosen when prometheus_client is imported, so each mode runs in its own
 interpreter.
 """
