@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, Final, Protocol
 
 import msgspec
 import regorus
@@ -31,7 +32,20 @@ from controlplane.pdp.contract import (
     rule_heads,
 )
 
-__all__ = ["FileError", "TestReport", "TestResult", "run_rego_tests"]
+__all__ = [
+    "UNDEFINED",
+    "FileError",
+    "RegorusTestEngine",
+    "TestEngine",
+    "TestEngineError",
+    "TestModules",
+    "TestReport",
+    "TestResult",
+    "discover_tests",
+    "policy_under_test",
+    "read_rego",
+    "run_rego_tests",
+]
 
 
 class TestResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,11 +101,105 @@ def read_rego(path: Path) -> str:
         raise ValueError(f"{path}: not UTF-8 text") from None
 
 
-def run_rego_tests(directory: Path, *, recursive: bool = False) -> TestReport:
-    """Check every policy module of ``directory`` and run every test module's ``test_`` rules.
+class TestModules(Protocol):
+    """A test module loaded with the policy it tests, in one engine."""
 
-    ``recursive=True`` also reads subdirectories; pairing stays within one directory.
+    def evaluate(self, path: str) -> tuple[Any, list[str]]:
+        """The value of ``data.<path>`` (``UNDEFINED`` when undefined) and what the evaluation
+        printed; ``TestEngineError`` for an evaluation error."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TestEngine(Protocol):
+    """A Rego engine that can run tests (regorus here, OPA in ``controlplane.pdp.opa_engine``)."""
+
+    #: shown in reports (``regorus``, ``opa``)
+    name: str
+
+    def compile_error(self, name: str, content: str) -> str | None:
+        """Why the engine refuses a policy module alone beyond the contract, or None."""
+        ...
+
+    def load(self, modules: list[tuple[str, str]]) -> TestModules:
+        """The ``(name, source)`` modules in one engine; ``TestEngineError`` when they do
+        not load."""
+        ...
+
+
+class TestEngineError(Exception):
+    """An engine refused to load or evaluate; ``message`` is its one-line text."""
+
+    __test__ = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _Undefined:
+    """The type of ``UNDEFINED``: a document with no value (distinct from JSON ``null``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+#: What ``TestModules.evaluate`` returns for an undefined document.
+UNDEFINED: Final = _Undefined()
+
+
+class _RegorusModules:
+    def __init__(self, modules: list[tuple[str, str]]) -> None:
+        self.engine = regorus.Engine()
+        self.engine.set_gather_prints(True)
+        for name, content in modules:
+            try:
+                self.engine.add_policy(name, content)
+            except RuntimeError as exc:
+                raise TestEngineError(clean_engine_message(str(exc))[0]) from None
+
+    def evaluate(self, path: str) -> tuple[Any, list[str]]:
+        try:
+            value = self.engine.eval_rule(f"data.{path}")
+        except RuntimeError as exc:
+            raise TestEngineError(clean_engine_message(str(exc))[0]) from None
+        finally:
+            prints = [str(line) for line in self.engine.take_prints()]
+        return (UNDEFINED if value is None else value), prints
+
+    def close(self) -> None:
+        pass
+
+
+class RegorusTestEngine:
+    """The PDP's own engine."""
+
+    name = "regorus"
+
+    def compile_error(self, name: str, content: str) -> str | None:
+        return None  # the contract check parses and evaluates with regorus already
+
+    def load(self, modules: list[tuple[str, str]]) -> TestModules:
+        return _RegorusModules(modules)
+
+
+def run_rego_tests(
+    directory: Path, *, recursive: bool = False, engine: TestEngine | None = None
+) -> TestReport:
+    """Check every policy module of ``directory`` and run every test module's ``test_`` rules
+    with ``engine`` (default regorus).
+
+    ``recursive=True`` also reads subdirectories; pairing stays within one directory. A
+    policy module the engine does not compile alone is a ``load_errors`` entry; the tests of a
+    test module that does not load with its policy fail.
     """
+    engine = engine or RegorusTestEngine()
     directory = Path(directory)
     files = sorted(directory.rglob("*.rego") if recursive else directory.glob("*.rego"))
     sources = {path: read_rego(path) for path in files if path.is_file()}
@@ -103,27 +211,30 @@ def run_rego_tests(directory: Path, *, recursive: bool = False) -> TestReport:
     tests = [p for p in sources if p.name.endswith("_test.rego")]
 
     contract_errors: list[FileError] = []
+    load_errors: list[FileError] = []
     for path in policies:
         try:
             check_contract(sources[path], label(path))
         except RegoContractError as exc:
             contract_errors.append(FileError(label(path), exc.message))
+        error = engine.compile_error(label(path), sources[path])
+        if error is not None:
+            load_errors.append(FileError(label(path), error))
 
     results: list[TestResult] = []
-    load_errors: list[FileError] = []
     for test_path in tests:
-        partner = _partner(test_path, policies)
+        partner = policy_under_test(test_path, policies)
         modules = [(label(test_path), sources[test_path])]
         if partner is not None:
             modules.insert(0, (label(partner), sources[partner]))
         try:
-            found = _discover(*modules[-1])
+            found = discover_tests(*modules[-1])
         except RegoContractError as exc:
             load_errors.append(FileError(label(test_path), exc.message))
             continue
         try:
-            engine = _engine(modules)
-        except RegoContractError as exc:
+            loaded = engine.load(modules)
+        except TestEngineError as exc:
             reason = f"{modules[0][0]} did not load: {exc.message}"
             results.extend(
                 TestResult(
@@ -132,12 +243,16 @@ def run_rego_tests(directory: Path, *, recursive: bool = False) -> TestReport:
                 for pkg, name in found
             )
             continue
-        results.extend(_run(engine, label(test_path), pkg, name) for pkg, name in found)
+        try:
+            results.extend(_run(loaded, label(test_path), pkg, name) for pkg, name in found)
+        finally:
+            loaded.close()
     return TestReport(results=results, contract_errors=contract_errors, load_errors=load_errors)
 
 
-def _partner(test_path: Path, policies: list[Path]) -> Path | None:
-    """The policy a test module tests: ``X.rego`` for ``X_test.rego``, else the only policy."""
+def policy_under_test(test_path: Path, policies: list[Path]) -> Path | None:
+    """The policy a test module tests: ``X.rego`` for ``X_test.rego``, else the only policy
+    of its directory, else None."""
     named = test_path.with_name(test_path.name.removesuffix("_test.rego") + ".rego")
     if named in policies:
         return named
@@ -145,41 +260,31 @@ def _partner(test_path: Path, policies: list[Path]) -> Path | None:
     return siblings[0] if len(siblings) == 1 else None
 
 
-def _discover(name: str, content: str) -> list[tuple[str, str]]:
-    """``(package, rule)`` for each distinct ``test_`` rule of one module, in source order."""
+def discover_tests(name: str, content: str) -> list[tuple[str, str]]:
+    """``(package, rule)`` for each distinct ``test_`` rule of one module, in source order
+    (found with regorus' parser, which tells a rule from a function)."""
     engine = new_engine(name, content)
     package = engine.get_packages()[0].removeprefix("data.")
     names = [h.name for h in rule_heads(engine) if h.name.startswith("test_") and not h.is_function]
     return [(package, rule) for rule in dict.fromkeys(names)]
 
 
-def _engine(modules: list[tuple[str, str]]) -> regorus.Engine:
-    engine = regorus.Engine()
-    engine.set_gather_prints(True)
-    for name, content in modules:
-        try:
-            engine.add_policy(name, content)
-        except RuntimeError as exc:
-            raise RegoContractError(*clean_engine_message(str(exc))) from None
-    return engine
-
-
-def _run(engine: regorus.Engine, file: str, package: str, name: str) -> TestResult:
+def _run(modules: TestModules, file: str, package: str, name: str) -> TestResult:
     start = time.perf_counter()
     error: str | None = None
+    output: list[str] = []
     try:
-        value = engine.eval_rule(f"data.{package}.{name}")
-    except RuntimeError as exc:
-        error = clean_engine_message(str(exc))[0]
+        value, output = modules.evaluate(f"{package}.{name}")
+    except TestEngineError as exc:
+        error = exc.message
     else:
-        if value is None:
+        if value is UNDEFINED:
             error = "test is undefined (a test passes only when it evaluates to true)"
         elif value is False:
             error = "test evaluated to false"
         elif value is not True:
             error = f"test evaluated to {value!r}, expected true"
     duration_ms = (time.perf_counter() - start) * 1000
-    output = [str(line) for line in engine.take_prints()]
     return TestResult(
         file=file,
         package=package,

@@ -29,9 +29,7 @@ from controlplane.pdp import (
     load_templates,
 )
 from controlplane.pdp.contract import RESULT_RULE
-from controlplane.pdp.templates import TEMPLATE_DIR
-from tests.pdp.opa_corpus import KNOWN_DIFFERENCES, corpus
-from tests.pdp.opa_engine import (
+from controlplane.pdp.opa_engine import (
     UNDEFINED,
     OpaEvalError,
     OpaPolicy,
@@ -39,6 +37,8 @@ from tests.pdp.opa_engine import (
     opa_available,
     run_opa_tests,
 )
+from controlplane.pdp.templates import TEMPLATE_DIR
+from tests.pdp.opa_corpus import KNOWN_DIFFERENCES, corpus
 
 pytestmark = pytest.mark.skipif(
     not opa_available(),
