@@ -12,11 +12,14 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from controlplane.policies.manifest import content_sha256, manifest_sha256
+
+if TYPE_CHECKING:
+    from controlplane.pdp.rego_test_runner import TestReport, TestResult
 
 EXIT_OK, EXIT_TESTS_FAILED, EXIT_USAGE, EXIT_API_REJECTED, EXIT_CONNECTION = 0, 1, 2, 3, 4
 DEFAULT_URL = "http://localhost:3000"
@@ -46,11 +49,39 @@ def _print(message: str) -> None:
 # ---- test -------------------------------------------------------------------------------
 
 
-def run_tests(directory: Path, *, recursive: bool = False, verbose: bool = False) -> bool:
-    """Run the directory's Rego tests, print a line per test and a summary; True when all pass."""
+def run_tests(
+    directory: Path, *, recursive: bool = False, verbose: bool = False, engine: str = "regorus"
+) -> bool:
+    """Run the directory's Rego tests under ``engine`` (``regorus``, ``opa`` or ``both``),
+    print a line per test and a summary; True when all pass (and, for ``both``, when no test's
+    outcome differs between the engines). ``both`` prints each engine's report, then the tests
+    whose outcome differs."""
     from controlplane.pdp.rego_test_runner import run_rego_tests
 
-    report = run_rego_tests(directory, recursive=recursive)
+    reports: dict[str, TestReport] = {}
+    for name in ("regorus", "opa") if engine == "both" else (engine,):
+        if engine == "both":
+            _print(f"== {name}")
+        if name == "opa":
+            from controlplane.pdp.opa_engine import run_opa_tests
+
+            reports[name] = run_opa_tests(directory, recursive=recursive)
+        else:
+            reports[name] = run_rego_tests(directory, recursive=recursive)
+        _print_report(reports[name], verbose=verbose)
+    if engine != "both":
+        return reports[engine].ok
+    differing = _differences(reports["regorus"], reports["opa"])
+    if differing:
+        _print("== differences")
+    for line in differing:
+        _print(line)
+    _print(f"{len(differing)} test(s) differ between regorus and opa")
+    return not differing and all(report.ok for report in reports.values())
+
+
+def _print_report(report: TestReport, *, verbose: bool) -> None:
+    """A line per contract or load error and per test, then the summary line."""
     for error in report.contract_errors:
         _print(f"CONTRACT {error.file}: {error.error}")
     for error in report.load_errors:
@@ -67,21 +98,54 @@ def run_tests(directory: Path, *, recursive: bool = False, verbose: bool = False
         f"{report.passed} passed, {report.failed} failed, "
         f"{len(report.contract_errors)} contract error(s), {len(report.load_errors)} load error(s)"
     )
-    return report.ok
+
+
+def _differences(regorus: TestReport, opa: TestReport) -> list[str]:
+    """``DIFFERS`` lines for the tests that pass under one engine and not the other (or run
+    under one only)."""
+
+    def outcomes(report: TestReport) -> dict[tuple[str, str], TestResult]:
+        return {(r.file, f"{r.package}.{r.name}"): r for r in report.results}
+
+    ours, theirs = outcomes(regorus), outcomes(opa)
+    lines = []
+    for key in dict.fromkeys([*ours, *theirs]):
+        a, b = ours.get(key), theirs.get(key)
+        if a is not None and b is not None and a.passed == b.passed:
+            continue
+        lines.append(
+            f"DIFFERS  {key[0]}: {key[1]}\n         regorus: {_outcome(a)}\n"
+            f"         opa:     {_outcome(b)}"
+        )
+    return lines
+
+
+def _outcome(result: TestResult | None) -> str:
+    if result is None:
+        return "not run"
+    return "PASS" if result.passed else f"FAIL ({result.error})"
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    """``caracal policies test DIR``."""
+    """``caracal policies test DIR [--engine regorus|opa|both]``."""
     directory = Path(args.directory)
     if not directory.is_dir():
         print(f"error: {directory} is not a directory", file=sys.stderr)
         return EXIT_USAGE
+    if args.engine != "regorus":
+        from controlplane.pdp.opa_engine import INSTALL_HINT, opa_available
+
+        if not opa_available():
+            print(f"error: the OPA engine is not installed: {INSTALL_HINT}", file=sys.stderr)
+            return EXIT_USAGE
     try:
-        passed = run_tests(directory, recursive=args.recursive, verbose=args.verbose)
+        passed = run_tests(
+            directory, recursive=args.recursive, verbose=args.verbose, engine=args.engine
+        )
     except ValueError as exc:  # a file that is not UTF-8
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_OK if passed else 1
+    return EXIT_OK if passed else EXIT_TESTS_FAILED
 
 
 # ---- push -------------------------------------------------------------------------------
@@ -282,6 +346,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     test.add_argument("directory")
     test.add_argument("--recursive", action="store_true", help="also read subdirectories")
     test.add_argument("-v", "--verbose", action="store_true")
+    test.add_argument(
+        "--engine",
+        choices=("regorus", "opa", "both"),
+        default="regorus",
+        help="the engine that runs the tests: regorus (the PDP's, default), opa (OPA's own,"
+        " optional) or both (reports the tests whose outcome differs)",
+    )
     test.set_defaults(func=cmd_test)
 
     push_cmd = commands.add_parser("push", help="create policies/versions and a set version")
