@@ -48,6 +48,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_enabled: bool = True
     metrics_token: str | None = None
     metrics_dir: Path | None = None
+    #: ``auto``: uploaded policies are compiled by OPA's compiler too when its engine is
+    #: installed; ``off``: regorus' checks only
+    opa_compile_check: Literal["auto", "off"] = "auto"
 
     @property
     def production(self) -> bool:
@@ -106,6 +109,13 @@ def _bool(text: str) -> bool:
     if lowered in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError("expected true or false")
+
+
+def _auto_or_off(text: str) -> str:
+    lowered = text.strip().lower()
+    if lowered not in {"auto", "off"}:
+        raise ValueError("expected auto or off")
+    return lowered
 
 
 def _env_name(text: str) -> str:
@@ -168,6 +178,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_METRICS_ENABLED": ("metrics_enabled", _bool),
     "CARACAL_METRICS_TOKEN": ("metrics_token", _admin_token),
     "CARACAL_METRICS_DIR": ("metrics_dir", lambda text: Path(_nonempty(text))),
+    "CARACAL_OPA_COMPILE_CHECK": ("opa_compile_check", _auto_or_off),
 }
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
 
 from controlplane.cli.main import main
 from controlplane.pdp.opa_engine import opa_available
+from tests.without_opa import python_without_opa
 
 needs_opa = pytest.mark.skipif(not opa_available(), reason="OPA's engine is not installed")
 
@@ -113,27 +111,14 @@ def test_a_module_opa_does_not_compile_is_a_load_error_under_opa(
     assert "ERROR    p.rego: p.rego:5: rego_type_error: plus: invalid argument(s)" in out
 
 
-def site_without_opa(tmp_path: Path) -> Path:
-    """A copy of the environment's site-packages (as symlinks) without OPA's bindings."""
-    site = Path(sysconfig.get_paths()["purelib"])
-    trimmed = tmp_path / "site"
-    trimmed.mkdir()
-    for entry in site.iterdir():
-        if not entry.name.startswith(("opa_bindings", "opa_golib")):
-            (trimmed / entry.name).symlink_to(entry)
-    return trimmed
-
-
 @pytest.mark.parametrize("engine", ["opa", "both"])
 def test_without_opa_installed_says_how_to_install_it(tmp_path: Path, engine: str) -> None:
     directory = write(tmp_path / "p", {"p.rego": POLICY, "p_test.rego": TESTS})
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{site_without_opa(tmp_path)}"}
+    python, env = python_without_opa(tmp_path)
 
     def caracal(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            # -S: no site-packages of the environment but the trimmed copy on PYTHONPATH
-            [sys.executable, "-S", "-m", "controlplane", "policies", "test", *args],
+            [*python, "-m", "controlplane", "policies", "test", *args],
             capture_output=True,
             text=True,
             env=env,

@@ -20,6 +20,7 @@ def test_defaults() -> None:
     assert settings.local_zone_id == "zone1"
     assert settings.data_dir == Path(".caracal")
     assert settings.key_overlap_seconds == 86_400
+    assert settings.opa_compile_check == "auto"
 
 
 def test_values_are_parsed() -> None:
@@ -31,8 +32,10 @@ def test_values_are_parsed() -> None:
             "CARACAL_DB_POOL_MAX": "20",
             "DATABASE_URL": "postgresql://x/y",
             "CARACAL_ENV": "production",
+            "CARACAL_OPA_COMPILE_CHECK": "OFF",
         }
     )
+    assert settings.opa_compile_check == "off"
     assert settings.port == 8080
     assert settings.local_bootstrap_enabled is True
     assert settings.key_overlap_seconds == 7200
@@ -55,6 +58,7 @@ def test_values_are_parsed() -> None:
         ("CARACAL_DRAIN_SECONDS", "inf"),
         ("CARACAL_KEY_OVERLAP", "99999999999d"),
         ("CARACAL_REDIS_URL", "notaurl"),
+        ("CARACAL_OPA_COMPILE_CHECK", "on"),
     ],
 )
 def test_a_bad_value_names_the_variable(variable: str, value: str) -> None:

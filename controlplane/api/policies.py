@@ -36,7 +36,7 @@ class PolicyController(Controller):
         self, request: Request, zone_id: str, services: Services, data: PolicyCreate
     ) -> Policy:
         """Create a policy and its version 1 (201); 422 invalid_rego."""
-        error = await validate_rego(data.content)
+        error = await validate_rego(data.content, services.settings.opa_compile_check)
         actor = actor_id(request)
         async with services.db.transaction() as conn:
             return await policies.create_policy(conn, zone_id, data, error, actor=actor)
@@ -57,7 +57,7 @@ class PolicyController(Controller):
         data: PolicyVersionCreate,
     ) -> PolicyVersion:
         """Add the next immutable version (201); numbering has no gaps under concurrency."""
-        error = await validate_rego(data.content)
+        error = await validate_rego(data.content, services.settings.opa_compile_check)
         actor = actor_id(request)
         async with services.db.transaction() as conn:
             return await policies.create_version(conn, zone_id, policy_id, data, error, actor=actor)

@@ -10,11 +10,19 @@ address space is capped; a
 check that overruns its deadline or kills the child is refused, and a new child is started
 for the next check. Once a module has passed here, parsing and checking it again in the
 service (activation, zone loads) is bounded by the same limits.
+
+With ``opa=True`` (``CARACAL_OPA_COMPILE_CHECK=auto`` and OPA's engine installed) the child
+also compiles a module that regorus accepted with OPA's compiler, which refuses more (type
+errors such as ``1 + "a"``, unsafe variables, wrong arities): such a module would fail on an
+OPA server and under ``opa test``. OPA's Go runtime is loaded in the child only, never in the
+service; the child's address-space cap grows by what that runtime reserves at start and by
+``OPA_MEMORY_BYTES`` for its heap.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import select
 import subprocess
@@ -24,11 +32,15 @@ import time
 from typing import Any
 
 from controlplane.pdp.contract import RegoContractError, check_loaded, check_nesting, new_engine
+from controlplane.pdp.opa_engine import opa_compile_error
 
 __all__ = ["CHECK_SECONDS", "MEMORY_BYTES", "PARSE_SECONDS", "check_in_sandbox"]
 
 #: Address space of the child process (the interpreter and regorus need ~150 MB of it).
 MEMORY_BYTES = 1024 * 1024 * 1024
+#: Address space added for OPA's compiler, beyond what its Go runtime reserves at start (the
+#: Go heap grows outside that reservation; compiling a large module takes tens of MB).
+OPA_MEMORY_BYTES = 512 * 1024 * 1024
 #: Wall-clock deadline of one check: parse, contract and one evaluation of ``result``. The
 #: child's time, not the service's: the request waits, nothing else does.
 CHECK_SECONDS = 10.0
@@ -41,22 +53,37 @@ PARSE_SECONDS = 1.0
 STARTUP_SECONDS = 60.0
 
 
-def serve() -> None:  # pragma: no cover - runs in the child process
-    """The child's loop (``python -m controlplane.pdp.sandbox``): one JSON request per line
-    on stdin (``[content, name]``), one JSON answer per line on stdout (``null`` or
+def serve(opa: bool) -> None:  # pragma: no cover - runs in the child process
+    """The child's loop (``python -m controlplane.pdp.sandbox [--opa]``): one JSON request per
+    line on stdin (``[content, name]``), one JSON answer per line on stdout (``null`` or
     ``[message, detail]``)."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
+    limit = MEMORY_BYTES
+    if opa:
+        before = _address_space()
+        opa_compile_error("package caracal.authz\n")  # starts OPA's Go runtime
+        limit += _address_space() - before + OPA_MEMORY_BYTES
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     out = sys.stdout
     out.write('"ready"\n')
     out.flush()
     for line in sys.stdin:
         content, name = json.loads(line)
-        out.write(json.dumps(_check(content, name)) + "\n")
+        out.write(json.dumps(_check(content, name, opa=opa)) + "\n")
         out.flush()
 
 
-def _check(content: str, name: str) -> tuple[str, str] | None:
-    """``None`` when ``content`` meets the contract, else ``(message, detail)``."""
+def _address_space() -> int:
+    """This process's virtual memory size in bytes (``VmSize``)."""
+    with open(f"/proc/{os.getpid()}/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _check(content: str, name: str, *, opa: bool = False) -> tuple[str, str] | None:
+    """``None`` when ``content`` meets the contract (and, with ``opa``, compiles under OPA),
+    else ``(message, detail)``."""
     try:
         check_nesting(content, name)  # before the parse that deep nesting makes explode
         started = time.perf_counter()
@@ -74,15 +101,21 @@ def _check(content: str, name: str) -> tuple[str, str] | None:
     except MemoryError:
         message = f"{name}: checking the policy needed more memory than allowed"
         return message, message
+    if opa:
+        error = opa_compile_error(content, name)
+        if error is not None:
+            message = f"OPA's compiler refuses {name}: {error}"
+            return message, message
     return None
 
 
 class _Child:
     """One sandbox process and the pipes to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, opa: bool) -> None:
+        self.opa = opa
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "controlplane.pdp.sandbox"],
+            [sys.executable, "-m", "controlplane.pdp.sandbox", *(["--opa"] if opa else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -127,15 +160,21 @@ _lock = threading.Lock()
 _child: _Child | None = None
 
 
-def check_in_sandbox(content: str, name: str = "policy.rego") -> RegoContractError | None:
-    """The contract violation of ``content`` (``RegoContractError``), or None.
+def check_in_sandbox(
+    content: str, name: str = "policy.rego", *, opa: bool = False
+) -> RegoContractError | None:
+    """The contract violation of ``content`` (``RegoContractError``), or None. With ``opa``
+    (when OPA's engine is installed: ``opa_available()``), also OPA's compile error.
 
     Blocking (call it from a worker thread); checks are serialised on the one child.
     """
     global _child
     with _lock:
+        if _child is not None and _child.opa != opa:
+            _child.stop()
+            _child = None
         if _child is None or not _child.alive():
-            _child = _Child()
+            _child = _Child(opa)
         answer = _child.check(content, name)
         if answer in ("timeout", "died"):
             _child.stop()
@@ -152,4 +191,4 @@ def check_in_sandbox(content: str, name: str = "policy.rego") -> RegoContractErr
 
 
 if __name__ == "__main__":
-    serve()
+    serve(opa="--opa" in sys.argv[1:])

@@ -15,6 +15,7 @@ from controlplane.db.pool import Conn
 from controlplane.db.rows import one_row, parse_uuid
 from controlplane.errors import NotFound, Unprocessable
 from controlplane.pdp.contract import RegoContractError, check_contract
+from controlplane.pdp.opa_engine import opa_available
 from controlplane.pdp.sandbox import check_in_sandbox
 from controlplane.policies.manifest import content_sha256
 from controlplane.registry.zones import require_zone
@@ -117,12 +118,15 @@ def contract_error(content: str, name: str = "policy.rego") -> RegoContractError
     return None
 
 
-async def validate_rego(content: str) -> RegoContractError | None:
+async def validate_rego(content: str, opa_compile_check: str = "off") -> RegoContractError | None:
     """The contract violation of ``content``, or None: checked in the sandbox process
-    (``controlplane.pdp.sandbox``), off the event loop."""
+    (``controlplane.pdp.sandbox``), off the event loop. With ``opa_compile_check="auto"``
+    (the setting), a module that OPA's compiler refuses is a violation too when OPA's engine
+    is installed."""
     if "\x00" in content:
         return RegoContractError("policy.rego: content must not contain NUL characters")
-    return await asyncio.to_thread(check_in_sandbox, content)
+    opa = opa_compile_check == "auto" and opa_available()
+    return await asyncio.to_thread(check_in_sandbox, content, opa=opa)
 
 
 def invalid_rego(error: RegoContractError) -> Unprocessable:

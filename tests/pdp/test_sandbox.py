@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from litestar.testing import TestClient
 
+from controlplane.pdp.opa_engine import opa_available
 from controlplane.pdp.sandbox import check_in_sandbox
 
 HEADER = "package caracal.authz\n"
@@ -32,10 +34,15 @@ def test_good_and_bad_modules_are_told_apart() -> None:
     assert error is not None and error.message.startswith("policy.rego:3:")
 
 
-def test_memory_exhaustion_kills_only_the_child_and_the_next_check_works() -> None:
-    error = check_in_sandbox(ALLOCATES_24_GB)
+@pytest.mark.parametrize(
+    "opa",
+    [False, pytest.param(True, marks=pytest.mark.skipif(not opa_available(), reason="no OPA"))],
+    ids=["regorus", "with-opa"],
+)
+def test_memory_exhaustion_kills_only_the_child_and_the_next_check_works(opa: bool) -> None:
+    error = check_in_sandbox(ALLOCATES_24_GB, opa=opa)
     assert error is not None and "memory" in error.message
-    assert check_in_sandbox(HEADER + "result := false\n") is None
+    assert check_in_sandbox(HEADER + "result := false\n", opa=opa) is None
 
 
 def test_slow_parses_and_overruns_are_refused() -> None:
