@@ -79,6 +79,17 @@ def test_a_scrape_after_real_work_shows_every_metric(
     time.sleep(1.2)
     after = scrape(client)
 
+    every_metric = {
+        "caracal_decisions_total", "caracal_decision_duration_seconds_count",
+        "caracal_policy_evaluation_duration_seconds_count", "caracal_audit_write_batch_rows_count",
+        "caracal_audit_write_duration_seconds_count", "caracal_outbox_pending_messages",
+        "caracal_outbox_publish_lag_seconds_count", "caracal_policy_activation_lag_seconds_count",
+        "caracal_policy_sets_loaded", "caracal_http_requests_total",
+        "caracal_http_request_duration_seconds_count", "caracal_db_pool_connections",
+        "caracal_admin_auth_failures_total",
+    }  # fmt: skip
+    assert every_metric <= set(after), every_metric - set(after)
+
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
