@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 3000
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-unit lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +20,9 @@ run: install
 
 test: install
 	$(PY) -m pytest -n 2 --dist loadfile
+
+test-unit: install
+	$(PY) -m pytest -n 2 --dist loadfile tests/unit
 
 lint: install
 	$(VENV)/bin/ruff check controlplane tests bench

@@ -8,9 +8,11 @@ in a temporary directory (what runs on our machines and in CI).
 from __future__ import annotations
 
 import base64
+import gc
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -28,8 +30,6 @@ from controlplane.db.migrations import migrate
 from controlplane.keys.crypto import Kek
 from controlplane.settings import Settings, load_settings
 from tests.log_secret_scan import SecretScanningHandler
-
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 TEST_KEK = Kek(bytes(range(32)))
@@ -53,13 +53,25 @@ def no_secrets_in_logs() -> Iterator[SecretScanningHandler]:
 
 
 def _docker_answers() -> bool:
-    try:
-        import docker
-
-        docker.from_env(timeout=2).ping()
-        return True
-    except Exception:
+    """True when a Docker engine answers (without leaking the client's socket)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
         return False
+    import docker
+
+    with warnings.catch_warnings():
+        # a failed connection leaves the client's socket to the garbage collector
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            client = docker.from_env(timeout=2)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        except Exception:
+            return False
+        finally:
+            gc.collect()
 
 
 def _with_database(url: str, name: str) -> str:
@@ -102,6 +114,18 @@ def template_db(pg_server_url: str) -> str:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     migrate(_with_database(pg_server_url, name))
     return name
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A ``CARACAL_DATA_DIR`` for a served process with its own embedded PostgreSQL.
+
+    Outside pytest's temporary root: run as root, PostgreSQL runs as another user that must
+    traverse the path, and every pytest session started on the machine makes that root
+    owner-only again."""
+    root = Path(tempfile.mkdtemp(prefix="caracal-data-"))
+    yield root / "caracal"
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -160,6 +184,13 @@ def db(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         yield conn
+
+
+def stderr_of(proc: subprocess.Popen[str]) -> str:
+    """All the stderr of a finished process started with ``stderr=PIPE``; its pipe is closed."""
+    assert proc.stderr is not None
+    with proc.stderr:
+        return proc.stderr.read()
 
 
 def bearer(token: str) -> dict[str, str]:

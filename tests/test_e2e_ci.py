@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from controlplane.pdp.templates import get_template
+from tests.conftest import stderr_of
 from tests.test_serve import TOKEN, free_port, start, wait_for
 
 VIEWER_READS = {
@@ -57,10 +58,10 @@ def decide(base: str, app_id: str) -> dict[str, object]:
     return response.json()
 
 
-def test_bootstrap_decide_push_decide(tmp_path: Path) -> None:
+def test_bootstrap_decide_push_decide(tmp_path: Path, data_dir: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = start(tmp_path / "data", port, CARACAL_LOCAL_BOOTSTRAP_ENABLED="true")
+    proc = start(data_dir, port, CARACAL_LOCAL_BOOTSTRAP_ENABLED="true")
     try:
         wait_for(f"{base}/health")
         boot = httpx.post(
@@ -136,3 +137,4 @@ def test_bootstrap_decide_push_decide(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+        stderr_of(proc)

@@ -33,7 +33,7 @@ from controlplane.outbox.publishers import (
 from controlplane.outbox.relay import Relay, backoff_seconds
 from controlplane.settings import load_settings
 from tests.api.policy_helpers import active_set
-from tests.conftest import ADMIN_TOKEN, TEST_KEK, make_settings
+from tests.conftest import ADMIN_TOKEN, TEST_KEK, make_settings, stderr_of
 from tests.redis_fixture import free_port, redis_url  # noqa: F401 (fixture)
 
 TOPIC = "caracal.test.topic"
@@ -253,12 +253,12 @@ def test_killing_the_relay_mid_batch_loses_nothing(
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "stalled"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "stalled"
+        finally:
+            proc.kill()
     # Four messages went through pg_notify before the kill: none was delivered.
     assert notified_ids(listener, 0, timeout=0.3) == []
     pending = db.execute("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
@@ -328,7 +328,7 @@ def test_relay_command_runs_alone(database_url: str, db: psycopg.Connection[Any]
     finally:
         if proc.poll() is None:
             proc.kill()
-    stderr = proc.stderr.read() if proc.stderr else ""
+    stderr = stderr_of(proc)
     assert "relay running" in stderr
     assert "relay stopped" in stderr
     assert "Traceback" not in stderr

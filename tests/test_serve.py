@@ -8,15 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 
 from controlplane.db.embedded_postgres import database_url_for
 from controlplane.settings import load_settings
+from tests.conftest import stderr_of
 
 TOKEN = "serve-test-admin-token-0001"
 
@@ -56,11 +55,6 @@ def start(data_dir: Path, port: int, **extra: str) -> subprocess.Popen[str]:
     )
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "caracal"
-
-
 def test_serve_with_embedded_postgres_drains_on_sigterm_and_keeps_data(data_dir: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -84,7 +78,7 @@ def test_serve_with_embedded_postgres_drains_on_sigterm_and_keeps_data(data_dir:
     finally:
         if proc.poll() is None:
             proc.kill()
-    stderr = proc.stderr.read() if proc.stderr else ""
+    stderr = stderr_of(proc)
     assert "using embedded PostgreSQL" in stderr
     assert "embedded PostgreSQL stopped" in stderr
     assert "Traceback" not in stderr
@@ -99,6 +93,7 @@ def test_serve_with_embedded_postgres_drains_on_sigterm_and_keeps_data(data_dir:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+        stderr_of(proc)
 
 
 def test_admin_token_cli_prints_a_working_token(data_dir: Path) -> None:
@@ -132,6 +127,7 @@ def test_admin_token_cli_prints_a_working_token(data_dir: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+        stderr_of(proc)
     # the CLI's creation is audited like the API's (a global token: no zone)
     settings = load_settings({"CARACAL_DATA_DIR": str(data_dir)})
     with database_url_for(settings) as url, psycopg.connect(url) as conn:
@@ -156,7 +152,7 @@ def test_several_workers_serve_and_log_every_request(data_dir: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    stderr = proc.stderr.read() if proc.stderr else ""
+    stderr = stderr_of(proc)
     logged = [line for line in stderr.splitlines() if '"request_id":"w-' in line]
     assert len(logged) == 4, stderr[-2000:]
     assert "Traceback" not in stderr

@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 
 from controlplane.errors import OperatorError
+from controlplane.package_data import SQL_DIR
 
 log = logging.getLogger("controlplane.db")
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 MIGRATION_LOCK_KEY = 0x43415241  # "CARA"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["TEMPLATE_DIR", "TEMPLATE_IDS", "Template", "get_template", "load_templates"]
+from controlplane.package_data import TEMPLATE_DIR
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "policies" / "templates"
+__all__ = ["TEMPLATE_DIR", "TEMPLATE_IDS", "Template", "get_template", "load_templates"]
 
 #: The contract's template ids, in the order the catalogue lists them.
 TEMPLATE_IDS: tuple[str, ...] = (

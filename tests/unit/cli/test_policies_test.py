@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.cli.main import main
+from controlplane.package_data import TEMPLATE_DIR
 
 POLICY = """package caracal.authz
 import rego.v1
@@ -64,7 +65,7 @@ def test_contract_violation_exits_one(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_templates_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     directory = tmp_path / "templates"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "policies" / "templates", directory)
+    shutil.copytree(TEMPLATE_DIR, directory)
     assert main(["policies", "test", str(directory)]) == 0
     assert " 0 failed" in capsys.readouterr().out
 
