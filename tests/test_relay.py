@@ -87,13 +87,15 @@ def drain_with(database_url: str, *publisher_sets: list[Publisher], batch: int =
         dbs = [Database(database_url, 1, 2) for _ in publisher_sets]
         for database in dbs:
             await database.open()
+        relays = [
+            Relay(database, publishers, batch_size=batch)
+            for database, publishers in zip(dbs, publisher_sets, strict=True)
+        ]
         try:
-            relays = [
-                Relay(database, publishers, batch_size=batch)
-                for database, publishers in zip(dbs, publisher_sets, strict=True)
-            ]
             return list(await asyncio.gather(*(relay.drain() for relay in relays)))
         finally:
+            for relay in relays:
+                await relay.close()  # the publishers' connections
             for database in dbs:
                 await database.close()
 
@@ -347,7 +349,8 @@ def test_redis_streams_publisher_xadds_every_message(
     publishers = publishers_for(load_settings({}, database_url=database_url, redis_url=redis_url))
     assert [p.name for p in publishers] == ["pg_notify", "redis_streams"]
     assert drain_with(database_url, publishers) == [5]
-    entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange(TOPIC)
+    with redis.Redis.from_url(redis_url, decode_responses=True) as stream:
+        entries = stream.xrange(TOPIC)
     assert [fields["id"] for _, fields in entries] == ids
     first = entries[0][1]
     assert first["zone_id"] == zone_id
@@ -388,12 +391,12 @@ def test_activation_reaches_the_redis_stream(
         zone_id = client.post("/v1/zones", json={"name": "streamed"}).json()["id"]
         made = active_set(client, zone_id, "package caracal.authz\nresult := true\n")
         outbox_id = made["activation"]["outbox_id"]
-        stream = redis.Redis.from_url(redis_url, decode_responses=True)
         deadline = time.monotonic() + 5
         entries: list[Any] = []
-        while time.monotonic() < deadline and not entries:
-            entries = stream.xrange("caracal.policy.invalidate")
-            time.sleep(0.02)
+        with redis.Redis.from_url(redis_url, decode_responses=True) as stream:
+            while time.monotonic() < deadline and not entries:
+                entries = stream.xrange("caracal.policy.invalidate")
+                time.sleep(0.02)
     assert [fields["id"] for _, fields in entries] == [outbox_id]
     payload = json.loads(entries[0][1]["payload"])
     assert payload["version_id"] == made["version"]["id"]
