@@ -32,12 +32,13 @@ def serve(database_url: str, port: int, metrics_dir: Path, log: Path) -> subproc
         CARACAL_LOG_LEVEL="WARNING",
         CARACAL_DRAIN_SECONDS="0",
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "controlplane", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stderr=log.open("w"),
-        text=True,
-    )
+    with log.open("w") as stderr:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "controlplane", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stderr=stderr,
+            text=True,
+        )
 
 
 def fresh(url: str, **kwargs: object) -> httpx.Response:
