@@ -38,7 +38,7 @@ from controlplane.pdp.opa_engine import (
     run_opa_tests,
 )
 from controlplane.pdp.templates import TEMPLATE_DIR
-from tests.pdp.opa_corpus import KNOWN_DIFFERENCES, corpus
+from tests.unit.pdp.opa_corpus import KNOWN_DIFFERENCES, corpus
 
 pytestmark = pytest.mark.skipif(
     not opa_available(),
