@@ -21,6 +21,7 @@ from controlplane.api.grants import GrantController
 from controlplane.api.health import health, ready
 from controlplane.api.jwks import global_jwks, zone_jwks
 from controlplane.api.local_bootstrap import local_bootstrap
+from controlplane.api.opa import OpaController, pdp_instances
 from controlplane.api.policies import PolicyController
 from controlplane.api.policy_sets import PolicySetController
 from controlplane.api.providers import ProviderController
@@ -36,6 +37,7 @@ from controlplane.auth.guard import admin_guard
 from controlplane.auth.token_cache import TokenCache
 from controlplane.db.migrations import migrate
 from controlplane.db.pool import Database
+from controlplane.fleet.service import Fleet
 from controlplane.http.api_docs import openapi_config, swagger_ui_assets
 from controlplane.http.errors import EXCEPTION_HANDLERS
 from controlplane.http.gc_tuning import tune_gc_after_startup
@@ -71,6 +73,7 @@ ROUTE_HANDLERS: list[Any] = [
 ROUTE_HANDLERS += [ApplicationController, ResourceController, ProviderController]
 ROUTE_HANDLERS += [SessionController, StepUpController, AuditController, GrantController]
 ROUTE_HANDLERS += [PolicyController, PolicySetController, DecisionController, list_templates]
+ROUTE_HANDLERS += [OpaController, pdp_instances]
 COMPONENTS += [
     lambda s: decision_audit_component(s.audit_writer),
     lambda s: listener_component(s.db.url, s.runtime, s.token_cache),
@@ -101,17 +104,19 @@ def create_app(
         raise ValueError("create_app needs settings.database_url")
     enable_metrics(settings.metrics_enabled)
     db = Database(database_url, settings.pool_min_size, settings.pool_max_size)
+    kek = kek or load_kek(settings.kek, settings.kek_file, settings.data_dir, settings.production)
+    runtime = PdpRuntime(db)
     services = Services(
         settings=settings,
         db=db,
-        kek=kek
-        or load_kek(settings.kek, settings.kek_file, settings.data_dir, settings.production),
+        kek=kek,
         hasher=SecretHasher(
             settings.argon2_time_cost, settings.argon2_memory_cost, settings.argon2_parallelism
         ),
-        runtime=PdpRuntime(db),
+        runtime=runtime,
         audit_writer=DecisionAuditWriter(db.url),
         token_cache=TokenCache(settings.token_cache_seconds),
+        fleet=Fleet.watching(runtime, db, kek),
     )
 
     @asynccontextmanager

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from controlplane.audit.decision_events import DecisionAuditWriter
 from controlplane.auth.token_cache import TokenCache
 from controlplane.db.pool import Database
+from controlplane.fleet.service import Fleet
 from controlplane.keys.crypto import Kek, SecretHasher
 from controlplane.pdp.runtime import PdpRuntime
 from controlplane.settings import Settings
@@ -27,4 +28,6 @@ class Services:
     audit_writer: DecisionAuditWriter
     #: recently verified admin tokens
     token_cache: TokenCache
+    #: OPA fleets: held bundle requests and built bundles
+    fleet: Fleet
     draining: bool = False

@@ -42,6 +42,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_memory_cost: int = 19_456
     argon2_parallelism: int = 1
     pdp_reconcile_seconds: float = 0.5
+    #: OPA instances not heard from for this long are left out of ``GET …/pdp-instances``.
+    pdp_instance_ttl_seconds: int = 600
     relay_enabled: bool = True
     token_cache_seconds: float = 1.0
     dcr_rate_limit: int = 10
@@ -172,6 +174,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_ARGON2_MEMORY_COST": ("argon2_memory_cost", _int_in(1024, 4_194_304)),
     "CARACAL_ARGON2_PARALLELISM": ("argon2_parallelism", _int_in(1, 64)),
     "CARACAL_PDP_RECONCILE_SECONDS": ("pdp_reconcile_seconds", _positive_float),
+    "CARACAL_PDP_INSTANCE_TTL_SECONDS": ("pdp_instance_ttl_seconds", _int_in(1, 31_536_000)),
     "CARACAL_RELAY_ENABLED": ("relay_enabled", _bool),
     "CARACAL_TOKEN_CACHE_SECONDS": ("token_cache_seconds", _positive_float),
     "CARACAL_DCR_RATE_LIMIT": ("dcr_rate_limit", _int_in(1, 1_000_000)),

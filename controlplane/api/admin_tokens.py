@@ -44,7 +44,7 @@ class AdminTokenCreated(msgspec.Struct):
 class AdminTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
     """POST /v1/admin-tokens body."""
 
-    scope: Literal["global", "zone"]
+    scope: Literal["global", "zone", "pdp"]
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TOKEN_NAME)] | None = None
     zone_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     expires_in: Annotated[int, msgspec.Meta(ge=MIN_TOKEN_TTL, le=MAX_TOKEN_TTL)] | None = None
@@ -70,10 +70,10 @@ class AdminTokenController(Controller):
         self, request: Request, services: Services, data: AdminTokenCreate
     ) -> AdminTokenCreated:
         """Create a token (201); the token string is in this response only."""
-        if data.scope == "zone" and data.zone_id is None:
-            raise invalid_body("zone_id is required when scope is zone", ["zone_id"])
+        if data.scope != "global" and data.zone_id is None:
+            raise invalid_body(f"zone_id is required when scope is {data.scope}", ["zone_id"])
         if data.scope == "global" and data.zone_id is not None:
-            raise invalid_body("zone_id is only allowed when scope is zone", ["zone_id"])
+            raise invalid_body("zone_id is only allowed when scope is zone or pdp", ["zone_id"])
         async with services.db.transaction() as conn:
             row, token = await admin_tokens.issue_token(
                 conn,

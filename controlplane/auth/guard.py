@@ -18,7 +18,8 @@ from controlplane.metrics.auth import auth_failed
 _BEARER = re.compile(rb"^Bearer ([\x21-\x7e]{1,512})$", re.I)
 _LAST_USED_EVERY = timedelta(seconds=60)
 
-Scope = Literal["global", "zone", "public"]
+#: A route's scope: ``fleet`` routes (OPA's bundle, logs and status) also admit pdp tokens.
+Scope = Literal["global", "zone", "fleet", "public"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class AdminToken:
     """The authenticated caller."""
 
     id: str
-    scope: Literal["global", "zone"]
+    scope: Literal["global", "zone", "pdp"]
     zone_id: str | None
     expires_at: datetime | None = None
 
@@ -34,6 +35,11 @@ class AdminToken:
 def invalid_token() -> ApiError:
     """401 invalid_admin_token."""
     return ApiError(401, "invalid_admin_token")
+
+
+def forbidden() -> ApiError:
+    """403 forbidden: a pdp token outside the fleet routes of its zone."""
+    return ApiError(403, "forbidden", "a pdp token may only call its zone's OPA routes")
 
 
 def zone_mismatch() -> ApiError:
@@ -61,9 +67,11 @@ async def admin_guard(
     )
     if token is None:
         raise invalid_token()
-    if token.scope != "global" and (
-        scope == "global" or connection.path_params.get("zone_id") != token.zone_id
-    ):
+    wrong_zone = connection.path_params.get("zone_id") != token.zone_id
+    if token.scope == "pdp" and (scope != "fleet" or wrong_zone):
+        auth_failed("forbidden")
+        raise forbidden()
+    if token.scope == "zone" and (scope == "global" or wrong_zone):
         auth_failed("forbidden")
         raise zone_mismatch()
     connection.state.admin_token = token

@@ -22,11 +22,11 @@ from controlplane.settings import load_settings, parse_duration
 
 def cmd_admin_token_create(args: argparse.Namespace) -> int:
     """Create an admin token and print it once."""
-    if args.scope == "zone" and not args.zone:
-        print("error: --zone is required with --scope zone", file=sys.stderr)
+    if args.scope != "global" and not args.zone:
+        print(f"error: --zone is required with --scope {args.scope}", file=sys.stderr)
         return 2
     if args.scope == "global" and args.zone:
-        print("error: --zone is only allowed with --scope zone", file=sys.stderr)
+        print("error: --zone is only allowed with --scope zone or pdp", file=sys.stderr)
         return 2
     try:
         ttl = parse_duration(args.ttl) if args.ttl else None
@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     token = sub.add_parser("admin-token", help="manage admin tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", help="create a token and print it once")
-    create.add_argument("--scope", choices=["global", "zone"], required=True)
+    create.add_argument("--scope", choices=["global", "zone", "pdp"], required=True)
     create.add_argument("--zone")
     create.add_argument("--name")
     create.add_argument("--ttl", help="lifetime such as 3600s, 12h or 30d (default: none)")

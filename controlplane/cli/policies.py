@@ -310,6 +310,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     if not _VISIBLE_ASCII.fullmatch(token):
         print("error: the admin token must be visible ASCII characters", file=sys.stderr)
         return EXIT_USAGE
+    if args.wait_fleet and (not args.activate or not 0 < args.timeout <= 86_400):
+        print("error: --wait-fleet needs --activate and a --timeout up to 1 day", file=sys.stderr)
+        return EXIT_USAGE
     for option, value in (("--set", args.set), ("--zone", args.zone)):
         if not value.strip():
             print(f"error: {option} must not be empty", file=sys.stderr)
@@ -324,7 +327,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     url = args.url or os.environ.get("CARACAL_URL") or DEFAULT_URL
     api = Api(url, token, args.zone)
     try:
-        push(api, directory, args.set, activate=args.activate, shadow=args.shadow)
+        result = push(api, directory, args.set, activate=args.activate, shadow=args.shadow)
+        if args.wait_fleet:
+            return _wait_fleet(api, result["policy_set_version_id"], args.timeout)
     except ApiRejected as exc:
         print(f"error: API rejected the request: {exc}", file=sys.stderr)
         return EXIT_API_REJECTED
@@ -334,6 +339,21 @@ def cmd_push(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    return EXIT_OK
+
+
+def _wait_fleet(api: Api, version_id: str, timeout: float) -> int:
+    """Wait for the zone's OPA instances to load ``version_id``; name the laggards."""
+    from controlplane.cli.fleet_wait import EXIT_FLEET_LAGGING, wait_for_fleet
+
+    lagging = wait_for_fleet(api, version_id, timeout)
+    if lagging:
+        names = ", ".join(
+            f"{i['instance_id']} (at {i.get('active_revision') or 'nothing'})" for i in lagging
+        )
+        print(f"error: after {timeout:g} s, OPA instances lag: {names}", file=sys.stderr)
+        return EXIT_FLEET_LAGGING
+    _print(f"every live OPA instance runs set version {version_id}")
     return EXIT_OK
 
 
@@ -365,4 +385,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     push_cmd.add_argument("--skip-tests", action="store_true", help="do not run Rego tests first")
     push_cmd.add_argument("--url", help=f"API base URL (default $CARACAL_URL or {DEFAULT_URL})")
     push_cmd.add_argument("--token", help="admin token (default $CARACAL_ADMIN_TOKEN)")
+    push_cmd.add_argument(
+        "--wait-fleet",
+        action="store_true",
+        help="with --activate: wait until every live OPA instance of the zone runs it",
+    )
+    push_cmd.add_argument(
+        "--timeout", type=float, default=60, help="seconds --wait-fleet waits (default 60)"
+    )
     push_cmd.set_defaults(func=cmd_push)

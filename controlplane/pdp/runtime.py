@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -135,6 +135,8 @@ class PdpRuntime:
         self._loading: dict[str, asyncio.Future[ZoneState | None]] = {}
         #: zone id -> how many times it was forgotten (a load compares before installing)
         self._forgotten: dict[str, int] = {}
+        #: called with the zone id after a zone's state is replaced or dropped (OPA long polls)
+        self.change_listeners: list[Callable[[str], None]] = []
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -203,7 +205,13 @@ class PdpRuntime:
         self._zones[state.zone_id] = state
         zone_state_replaced(current, state)
         self._prune()
+        if current is None or current.generation != state.generation:
+            self._announce(state.zone_id)
         return True
+
+    def _announce(self, zone_id: str) -> None:
+        for listener in self.change_listeners:
+            listener(zone_id)
 
     def forget(self, zone_id: str) -> None:
         """Drop a zone (archived or gone: for good, zone ids are never reused). A load of it
@@ -213,6 +221,7 @@ class PdpRuntime:
         if dropped is not None:
             zone_state_replaced(dropped, None)
             self._prune()
+            self._announce(zone_id)
 
     def _prune(self) -> None:
         """Keep only the compiled policies an installed state uses."""

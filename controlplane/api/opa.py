@@ -1,0 +1,185 @@
+"""OPA fleets [ours] (spec/opa-fleet.md): the routes stock OPA servers call, the bundle key and
+the zone's instances. The work is in ``controlplane.fleet``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.di import Provide
+from litestar.openapi import ResponseSpec
+from litestar.response import Response
+
+from controlplane.api.common import actor_id, services_of
+from controlplane.fleet.bundle import BUNDLE_MEDIA_TYPE
+from controlplane.fleet.decision_logs import (
+    MAX_GZIP_BYTES,
+    decode_chunk,
+    gunzip_capped,
+    store_events,
+)
+from controlplane.fleet.longpoll import prefer_wait
+from controlplane.fleet.service import serve_active_bundle
+from controlplane.fleet.signing import ALGORITHM
+from controlplane.fleet.status import PdpInstance, decode_report, list_instances, store_report
+from controlplane.http.errors import ErrorBody, invalid_body
+from controlplane.registry.zones import require_zone
+from controlplane.services import Services
+
+_ERRORS = {
+    400: "invalid_body: the body is not what OPA sends, or is over the limits",
+    401: "invalid_admin_token",
+    403: "forbidden (a pdp token outside its zone's OPA routes) or admin_token_zone_mismatch",
+    404: "zone_not_found",
+    503: "the database is unavailable",
+}
+
+
+def _errors(*statuses: int, **overrides: str) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error statuses a route can answer (the contract's envelope)."""
+    described = {**_ERRORS, **{int(k.removeprefix("s")): v for k, v in overrides.items()}}
+    return {
+        status: ResponseSpec(ErrorBody, description=described[status], generate_examples=False)
+        for status in statuses
+    }
+
+
+class BundleKey(msgspec.Struct):
+    """The zone's bundle-verification key, for OPA's ``keys`` section."""
+
+    kid: str
+    algorithm: str
+    key: str
+
+
+async def _read_capped(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The raw body, 400 invalid_body as soon as it passes ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise invalid_body(f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _gzipped(request: Request[Any, Any, Any]) -> bool:
+    return "gzip" in request.headers.get("content-encoding", "").lower()
+
+
+class OpaController(Controller):
+    """Bundle, decision logs and status for OPA servers of a zone."""
+
+    path = "/v1/zones/{zone_id:str}/opa"
+    tags = ["opa"]
+    dependencies = {"services": Provide(services_of, sync_to_thread=False)}
+
+    @get(
+        "/bundles/active",
+        opt={"scope": "fleet", "token_cache": True},
+        media_type=BUNDLE_MEDIA_TYPE,
+        responses={
+            200: ResponseSpec(
+                bytes,
+                description="The signed bundle (gzipped tarball), with an ETag header",
+                media_type=BUNDLE_MEDIA_TYPE,
+                generate_examples=False,
+            ),
+            304: ResponseSpec(None, description="If-None-Match names the current bundle"),
+            **_errors(
+                401,
+                403,
+                404,
+                503,
+                s404="zone_not_found, or no_active_policy_set (OPA keeps its last bundle)",
+            ),
+        },
+    )
+    async def active_bundle(
+        self, request: Request[Any, Any, Any], zone_id: str, services: Services
+    ) -> Response[bytes]:
+        """The zone's active policy set as an OPA bundle; ``Prefer: wait=N`` long-polls."""
+        answer = await serve_active_bundle(
+            services.fleet,
+            zone_id,
+            request.headers.get("if-none-match"),
+            prefer_wait(request.headers.get("prefer")),
+        )
+        headers = {"ETag": answer.etag}
+        if answer.bundle is None:
+            return Response(b"", status_code=304, headers=headers, media_type=BUNDLE_MEDIA_TYPE)
+        return Response(answer.bundle.body, headers=headers, media_type=BUNDLE_MEDIA_TYPE)
+
+    @get(
+        "/bundle-key",
+        opt={"scope": "public"},
+        responses=_errors(404, 503),
+    )
+    async def bundle_key(self, zone_id: str, services: Services) -> BundleKey:
+        """The public key OPA verifies the zone's bundles with (public, like the JWKS)."""
+        async with services.db.transaction() as conn:
+            await require_zone(conn, zone_id)
+        key = await services.fleet.bundles.signing_key(zone_id)
+        return BundleKey(kid=key.kid, algorithm=ALGORITHM, key=key.public_pem)
+
+    @post(
+        "/logs",
+        status_code=204,
+        opt={"scope": "fleet", "token_cache": True},
+        request_max_body_size=None,
+        responses={
+            204: ResponseSpec(
+                None,
+                description="Stored (X-Caracal-Skipped: events without decision_id/timestamp)",
+            ),
+            **_errors(400, 401, 403, 404, 503),
+        },
+    )
+    async def decision_logs(
+        self, request: Request[Any, Any, Any], zone_id: str, services: Services
+    ) -> Response[None]:
+        """OPA's decision-log upload (gzip JSON array) into the zone's audit log."""
+        body = await _read_capped(request, MAX_GZIP_BYTES)
+        events, has_nul = decode_chunk(body, _gzipped(request))
+        async with services.db.transaction() as conn:
+            await require_zone(conn, zone_id)
+            result = await store_events(conn, zone_id, actor_id(request), events, has_nul=has_nul)
+        return Response(None, status_code=204, headers={"X-Caracal-Skipped": str(result.skipped)})
+
+    @post(
+        "/status",
+        status_code=204,
+        opt={"scope": "fleet", "token_cache": True},
+        request_max_body_size=None,
+        responses={
+            204: ResponseSpec(None, description="Stored"),
+            **_errors(400, 401, 403, 404, 503),
+        },
+    )
+    async def status(
+        self, request: Request[Any, Any, Any], zone_id: str, services: Services
+    ) -> None:
+        """OPA's status report: kept as the latest of its instance."""
+        body = await _read_capped(request, MAX_GZIP_BYTES)
+        if _gzipped(request) or body[:2] == b"\x1f\x8b":
+            body = gunzip_capped(body)
+        report = decode_report(body)
+        async with services.db.transaction() as conn:
+            await require_zone(conn, zone_id)
+            await store_report(conn, zone_id, report)
+
+
+@get(
+    "/v1/zones/{zone_id:str}/pdp-instances",
+    tags=["opa"],
+    dependencies={"services": Provide(services_of, sync_to_thread=False)},
+    responses=_errors(401, 403, 404, 503),
+)
+async def pdp_instances(zone_id: str, services: Services) -> list[PdpInstance]:
+    """The zone's OPA instances seen within ``CARACAL_PDP_INSTANCE_TTL_SECONDS``, newest
+    report first; ``in_sync``: running the zone's active set version."""
+    async with services.db.transaction() as conn:
+        await require_zone(conn, zone_id)
+        return await list_instances(conn, zone_id, services.settings.pdp_instance_ttl_seconds)
