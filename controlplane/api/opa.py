@@ -15,15 +15,16 @@ from controlplane.api.common import actor_id, services_of
 from controlplane.fleet.bundle import BUNDLE_MEDIA_TYPE
 from controlplane.fleet.decision_logs import (
     MAX_GZIP_BYTES,
-    decode_chunk,
-    gunzip_capped,
+    check_events,
+    inflate,
     store_events,
 )
 from controlplane.fleet.longpoll import prefer_wait
 from controlplane.fleet.service import serve_active_bundle
 from controlplane.fleet.signing import ALGORITHM
-from controlplane.fleet.status import PdpInstance, decode_report, list_instances, store_report
+from controlplane.fleet.status import PdpInstance, check_report, list_instances, store_report
 from controlplane.http.errors import ErrorBody, invalid_body
+from controlplane.http.strict_input import decode_strictly
 from controlplane.registry.zones import require_zone
 from controlplane.services import Services
 
@@ -63,6 +64,9 @@ async def _read_capped(request: Request[Any, Any, Any], limit: int) -> bytes:
             raise invalid_body(f"the body exceeds {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+_ANY = msgspec.json.Decoder()
 
 
 def _gzipped(request: Request[Any, Any, Any]) -> bool:
@@ -142,7 +146,9 @@ class OpaController(Controller):
     ) -> Response[None]:
         """OPA's decision-log upload (gzip JSON array) into the zone's audit log."""
         body = await _read_capped(request, MAX_GZIP_BYTES)
-        events, has_nul = decode_chunk(body, _gzipped(request))
+        text = inflate(body, _gzipped(request))
+        events = check_events(decode_strictly(_ANY, text))  # malformed, or deeper than 64: 400
+        has_nul = b"\\u0000" in text  # jsonb refuses NUL: such events are cleaned first
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
             result = await store_events(conn, zone_id, actor_id(request), events, has_nul=has_nul)
@@ -163,9 +169,7 @@ class OpaController(Controller):
     ) -> None:
         """OPA's status report: kept as the latest of its instance."""
         body = await _read_capped(request, MAX_GZIP_BYTES)
-        if _gzipped(request) or body[:2] == b"\x1f\x8b":
-            body = gunzip_capped(body)
-        report = decode_report(body)
+        report = check_report(decode_strictly(_ANY, inflate(body, _gzipped(request))))
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
             await store_report(conn, zone_id, report)

@@ -23,11 +23,10 @@ from uuid import UUID
 import msgspec
 from uuid6 import uuid7
 
-from controlplane.audit.decision_writer import _INSERT, DecisionEvent, _without_nul, encode_batch
+from controlplane.audit.decision_events import _INSERT, DecisionEvent, _without_nul, encode_batch
 from controlplane.db.pool import Conn
 from controlplane.decisions.pipeline import MAX_DIAGNOSTIC_CHARS, audited, audited_input
-from controlplane.http.errors import invalid_body
-from controlplane.http.strict_input import decode_strictly
+from controlplane.errors import Invalid
 from controlplane.keys.secret_fields import redact, scrub, secret_values
 
 __all__ = [
@@ -36,8 +35,9 @@ __all__ = [
     "MAX_GZIP_BYTES",
     "MAX_UNPACKED_BYTES",
     "IngestResult",
-    "decode_chunk",
+    "check_events",
     "gunzip_capped",
+    "inflate",
     "store_events",
 ]
 
@@ -50,7 +50,6 @@ MAX_DECISION_ID = 200
 _INSERT_BATCH = 2_000
 _DECISIONS = frozenset(("allow", "deny", "partial"))
 _GZIP_MAGIC = b"\x1f\x8b"
-_ANY = msgspec.json.Decoder()
 
 
 def gunzip_capped(data: bytes, limit: int = MAX_UNPACKED_BYTES) -> bytes:
@@ -64,32 +63,33 @@ def gunzip_capped(data: bytes, limit: int = MAX_UNPACKED_BYTES) -> bytes:
             while True:
                 out += inflater.decompress(pending, limit + 1 - len(out))
                 if len(out) > limit:
-                    raise invalid_body(f"the body inflates to more than {limit} bytes")
+                    raise Invalid.body(f"the body inflates to more than {limit} bytes")
                 pending = inflater.unconsumed_tail
                 if inflater.eof or not pending:
                     break
         except zlib.error:
-            raise invalid_body("the body is not valid gzip") from None
+            raise Invalid.body("the body is not valid gzip") from None
         if not inflater.eof:
-            raise invalid_body("the body is not valid gzip (truncated)")
+            raise Invalid.body("the body is not valid gzip (truncated)")
         pending = inflater.unused_data
         if not pending:
             return bytes(out)
 
 
-def decode_chunk(body: bytes, gzipped: bool) -> tuple[list[Any], bool]:
-    """The events of one upload (a JSON array of at most ``MAX_EVENTS`` values), and whether
-    its JSON may hold a NUL character (``\\u0000``, which jsonb refuses)."""
+def inflate(body: bytes, gzipped: bool) -> bytes:
+    """The JSON text of one upload: gunzipped (capped) when it says or looks gzipped."""
     if gzipped or body[:2] == _GZIP_MAGIC:
-        body = gunzip_capped(body)
-    elif len(body) > MAX_UNPACKED_BYTES:  # pragma: no cover - the raw body is capped lower
-        raise invalid_body("the body is too large")
-    events = decode_strictly(_ANY, body)  # malformed or nested deeper than 64 levels: 400
-    if not isinstance(events, list):
-        raise invalid_body("expected a JSON array of decision events")
-    if len(events) > MAX_EVENTS:
-        raise invalid_body(f"more than {MAX_EVENTS} events in one request")
-    return events, b"\\u0000" in body
+        return gunzip_capped(body)
+    return body
+
+
+def check_events(value: Any) -> list[Any]:
+    """The decoded upload as its events: a JSON array of at most ``MAX_EVENTS`` values."""
+    if not isinstance(value, list):
+        raise Invalid.body("expected a JSON array of decision events")
+    if len(value) > MAX_EVENTS:
+        raise Invalid.body(f"more than {MAX_EVENTS} events in one request")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

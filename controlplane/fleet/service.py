@@ -7,9 +7,9 @@ import asyncio
 from dataclasses import dataclass
 
 from controlplane.db.pool import Database
+from controlplane.errors import NotFound
 from controlplane.fleet.bundle import Bundle, BundleCache, bundle_etag
 from controlplane.fleet.longpoll import ZoneWatch
-from controlplane.http.errors import ApiError
 from controlplane.keys.crypto import Kek
 from controlplane.pdp.runtime import PdpRuntime, ZoneState
 
@@ -56,7 +56,7 @@ async def _zone_state(runtime: PdpRuntime, zone_id: str) -> ZoneState:
     if state is None and "\x00" not in zone_id:
         state = await runtime.zone(zone_id)
     if state is None:
-        raise ApiError(404, "zone_not_found")
+        raise NotFound("zone_not_found")
     return state
 
 
@@ -70,7 +70,7 @@ async def serve_active_bundle(
     deadline = asyncio.get_running_loop().time() + wait_seconds
     while True:
         if state.active is None:
-            raise ApiError(404, "no_active_policy_set", "activate a policy-set version first")
+            raise NotFound("no_active_policy_set", "activate a policy-set version first")
         etag = bundle_etag(zone_id, state.active.policy_set_version_id)
         if not etag_matches(if_none_match, etag):
             return BundleAnswer(etag, await fleet.bundles.get(zone_id, state.active))

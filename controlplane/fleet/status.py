@@ -17,17 +17,15 @@ import msgspec
 from psycopg.types.json import Jsonb
 
 from controlplane.db.pool import Conn
-from controlplane.http.errors import invalid_body
-from controlplane.http.strict_input import decode_strictly
+from controlplane.errors import Invalid
 from controlplane.keys.secret_fields import redact
 
-__all__ = ["MAX_INSTANCE_ID", "PdpInstance", "decode_report", "list_instances", "store_report"]
+__all__ = ["MAX_INSTANCE_ID", "PdpInstance", "check_report", "list_instances", "store_report"]
 
 #: Longest ``labels.id`` accepted.
 MAX_INSTANCE_ID = 200
 #: Report members kept with the row (``metrics`` can be large and says nothing of the bundle).
 _KEPT = ("labels", "bundles", "plugins", "decision_logs", "discovery")
-_ANY = msgspec.json.Decoder()
 
 
 class PdpInstance(msgspec.Struct):
@@ -42,19 +40,18 @@ class PdpInstance(msgspec.Struct):
     bundle_error: dict[str, Any] | None
 
 
-def decode_report(body: bytes) -> dict[str, Any]:
-    """The report as an object with a usable ``labels.id``; else 400 invalid_body."""
-    report = decode_strictly(_ANY, body)  # malformed or nested deeper than 64 levels: 400
+def check_report(report: Any) -> dict[str, Any]:
+    """The decoded report, an object with a usable ``labels.id``; else ``Invalid``."""
     if not isinstance(report, dict):
-        raise invalid_body("expected a JSON object (OPA's status report)")
+        raise Invalid.body("expected a JSON object (OPA's status report)")
     labels = report.get("labels")
     instance_id = labels.get("id") if isinstance(labels, dict) else None
     if not isinstance(instance_id, str) or not 0 < len(instance_id) <= MAX_INSTANCE_ID:
-        raise invalid_body(
+        raise Invalid.body(
             f"labels.id must be a string of 1 to {MAX_INSTANCE_ID} characters", ["labels", "id"]
         )
     if "\x00" in instance_id:
-        raise invalid_body("labels.id must not contain NUL", ["labels", "id"])
+        raise Invalid.body("labels.id must not contain NUL", ["labels", "id"])
     return report
 
 
