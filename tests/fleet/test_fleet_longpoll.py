@@ -174,7 +174,7 @@ def test_held_requests_cost_no_connection_and_decisions_answer(live: LiveServer)
     started = time.monotonic()
     decision = http.post(f"/v1/zones/{zone_id}/decisions", json={"input": {}})
     assert decision.status_code == 200 and decision.json()["decision"] == "allow"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # answered, not queued behind the held requests
 
     version = new_version(http, zone_id, set_id, deny("fifty"))
     activate(http, zone_id, set_id, version)
@@ -182,7 +182,7 @@ def test_held_requests_cost_no_connection_and_decisions_answer(live: LiveServer)
     for thread in threads:
         thread.join(timeout=10)
     assert results == [200] * count
-    assert time.monotonic() - activated < 2.0
+    assert time.monotonic() - activated < 5.0  # 50 bundle answers on a loaded 2-core box
     assert {o.revision for o in opas} == {version}
 
 
