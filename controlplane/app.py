@@ -103,7 +103,12 @@ def create_app(
     if database_url is None:
         raise ValueError("create_app needs settings.database_url")
     enable_metrics(settings.metrics_enabled)
-    db = Database(database_url, settings.pool_min_size, settings.pool_max_size)
+    db = Database(
+        database_url,
+        settings.pool_min_size,
+        settings.pool_max_size,
+        settings.db_acquire_timeout_seconds,
+    )
     kek = kek or load_kek(settings.kek, settings.kek_file, settings.data_dir, settings.production)
     runtime = PdpRuntime(db)
     services = Services(

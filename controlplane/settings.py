@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     env: Literal["development", "production"] = "development"
     pool_min_size: int = 2
     pool_max_size: int = 10
+    db_acquire_timeout_seconds: float = 2.0
     log_level: str = "INFO"
     drain_seconds: float = 2.0
     redis_url: str | None = None
@@ -96,6 +97,16 @@ def _positive_float(text: str) -> float:
     if value < 0:
         raise ValueError("must not be negative")
     return value
+
+
+def _seconds_in(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = _positive_float(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds")
+        return value
+
+    return parse
 
 
 def _redis_url(text: str) -> str:
@@ -166,6 +177,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_ENV": ("env", _env_name),
     "CARACAL_DB_POOL_MIN": ("pool_min_size", _int_in(1, 1000)),
     "CARACAL_DB_POOL_MAX": ("pool_max_size", _int_in(1, 1000)),
+    "CARACAL_DB_ACQUIRE_TIMEOUT_SECONDS": ("db_acquire_timeout_seconds", _seconds_in(0.1, 60)),
     "CARACAL_LOG_LEVEL": ("log_level", _log_level),
     "CARACAL_DRAIN_SECONDS": ("drain_seconds", _positive_float),
     "CARACAL_REDIS_URL": ("redis_url", _redis_url),

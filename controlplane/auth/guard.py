@@ -104,25 +104,29 @@ async def authenticate(services: Any, token_sha256: str, *, cached: bool) -> Adm
 
 async def lookup_token(db: Any, token_sha256: str) -> AdminToken | None:
     """The live token with this hash (not expired, not revoked), touching ``last_used_at``;
-    None (the refusal counted by reason) otherwise."""
-    async with db.transaction() as conn:
-        cur = await conn.execute(
-            "SELECT id, scope, zone_id, expires_at, revoked_at, last_used_at"
-            " FROM admin_tokens WHERE token_sha256 = %s",
-            (token_sha256,),
+    None (the refusal counted by reason) otherwise. Safe to repeat: a connection that breaks
+    under it is replaced and the lookup re-run."""
+    return await db.run(lambda conn: _lookup_token(conn, token_sha256))
+
+
+async def _lookup_token(conn: Any, token_sha256: str) -> AdminToken | None:
+    cur = await conn.execute(
+        "SELECT id, scope, zone_id, expires_at, revoked_at, last_used_at"
+        " FROM admin_tokens WHERE token_sha256 = %s",
+        (token_sha256,),
+    )
+    row = await cur.fetchone()
+    if row is None or row["revoked_at"] is not None:
+        auth_failed("invalid" if row is None else "revoked")
+        return None
+    now = datetime.now(UTC)
+    if row["expires_at"] is not None and row["expires_at"] <= now:
+        auth_failed("expired")
+        return None
+    if row["last_used_at"] is None or now - row["last_used_at"] > _LAST_USED_EVERY:
+        await conn.execute(
+            "UPDATE admin_tokens SET last_used_at = now() WHERE id = %s", (row["id"],)
         )
-        row = await cur.fetchone()
-        if row is None or row["revoked_at"] is not None:
-            auth_failed("invalid" if row is None else "revoked")
-            return None
-        now = datetime.now(UTC)
-        if row["expires_at"] is not None and row["expires_at"] <= now:
-            auth_failed("expired")
-            return None
-        if row["last_used_at"] is None or now - row["last_used_at"] > _LAST_USED_EVERY:
-            await conn.execute(
-                "UPDATE admin_tokens SET last_used_at = now() WHERE id = %s", (row["id"],)
-            )
     return AdminToken(
         id=str(row["id"]), scope=row["scope"], zone_id=row["zone_id"], expires_at=row["expires_at"]
     )

@@ -74,14 +74,19 @@ def invalid_query(message: str, path: list[PathItem]) -> ApiError:
     return ApiError(400, "invalid_query", issues=[Issue(path=path, message=message)])
 
 
+#: ``Retry-After`` (seconds) of every 503: an outage answer invites a retry soon.
+RETRY_AFTER_SECONDS = 1
+
+
 def error_response(
     status: int, code: str, detail: str | None = None, issues: list[Issue] | None = None
 ) -> Response[ErrorBody]:
-    """Build the envelope response."""
+    """Build the envelope response (a 503 carries ``Retry-After``)."""
     return Response(
         ErrorBody(error=code, issues=issues, detail=detail),
         status_code=status,
         media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None,
     )
 
 
@@ -248,6 +253,23 @@ def _refused_value_handler(request: Request[Any, Any, Any], exc: psycopg.Error) 
     return error_response(400, "invalid_body", issues=[issue])
 
 
+def _database_unavailable_handler(
+    request: Request[Any, Any, Any], exc: psycopg.OperationalError
+) -> Response[Any]:
+    """The database cannot be reached or went away (no connection within the acquire
+    timeout, a connection broken by a crash or restart): 503, never 500."""
+    log.warning(
+        "database unavailable",
+        extra={
+            "request_id": current_request_id(),
+            "path": request.url.path,
+            "error": type(exc).__name__,
+            "sqlstate": exc.sqlstate,
+        },
+    )
+    return error_response(503, "database_unavailable", "the database is unavailable; retry")
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error_handler,
     DomainError: _domain_error_handler,
@@ -255,5 +277,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http_exception_handler,
     psycopg.DataError: _refused_value_handler,
     psycopg.errors.ProgramLimitExceeded: _refused_value_handler,
+    psycopg.OperationalError: _database_unavailable_handler,
     Exception: _internal_error_handler,
 }
