@@ -6,6 +6,12 @@ autocommit connection: while one batch is being written the next one gathers, so
 a decision costs a fraction of a database round trip and an acknowledged decision is never
 missing from the audit log (a failed write fails the decisions of that batch; a row that
 PostgreSQL refuses as data fails alone).
+
+A connection that breaks after the INSERT was sent leaves the batch in doubt (it may have
+committed). The writer then sends it once more on a fresh connection with ``ON CONFLICT DO
+NOTHING`` (the event ids are made here, so a row that did commit is not written twice, and
+one still being committed elsewhere is waited for): the decisions answer 200 if that
+succeeds, and 503 saying the outcome is unknown if it does not (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from uuid import UUID
 import msgspec
 import psycopg
 
+from controlplane.db.pool import connection_broke, looks_alive
 from controlplane.metrics.audit import audit_write_timer
 
 log = logging.getLogger("controlplane.decision_audit")
@@ -48,6 +55,8 @@ _INSERT = (
     " determining_policies_json jsonb, diagnostics_json jsonb, shadow_decision text,"
     " shadow_policy_set_version_id uuid, occurred_at timestamptz)"
 )
+#: The same batch again after a broken connection: rows that did commit are kept as they are.
+_INSERT_AGAIN = _INSERT + " ON CONFLICT (id, occurred_at) DO NOTHING"
 _json = msgspec.json.Encoder()
 
 
@@ -55,7 +64,16 @@ Pending = tuple["DecisionEvent", "asyncio.Future[None]"]
 
 
 class AuditWriteError(Exception):
-    """The batch holding this event could not be written."""
+    """The batch holding this event could not be written; ``in_doubt`` when it may have
+    been committed all the same (the connection broke after the INSERT was sent)."""
+
+    def __init__(self, message: str, *, in_doubt: bool = False) -> None:
+        super().__init__(message)
+        self.in_doubt = in_doubt
+
+
+class _InDoubt(Exception):
+    """The connection broke after the INSERT was sent: the batch may have been written."""
 
 
 @dataclass(slots=True)
@@ -162,29 +180,50 @@ class DecisionAuditWriter:
             for event, future in batch:
                 await self._settle([(event, future)], sanitize=True)
             return
-        except Exception as exc:
-            self._fail(batch, exc)
+        except _InDoubt:
             await self._reset()
+            await self._send_again(batch)
             return
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+        except Exception as exc:
+            await self._reset()
+            self._fail(batch, exc)
+            return
+        self._succeed(batch)
 
     async def _settle(self, batch: list[Pending], *, sanitize: bool) -> None:
         """Insert a (small) batch alone, resolving its futures either way."""
         events = [_without_nul(event) if sanitize else event for event, _ in batch]
         try:
             await self._insert(events)
+        except _InDoubt:
+            await self._reset()
+            await self._send_again(batch, events)
+            return
         except Exception as exc:
-            self._fail(batch, exc)
             if not isinstance(exc, psycopg.DataError):
                 await self._reset()
+            self._fail(batch, exc)
             return
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+        self._succeed(batch)
 
-    async def _insert(self, events: list[DecisionEvent]) -> None:
+    async def _send_again(
+        self, batch: list[Pending], events: list[DecisionEvent] | None = None
+    ) -> None:
+        """Resolve a batch left in doubt: send it once more, idempotently, on a fresh
+        connection; its decisions fail as in doubt if that fails too."""
+        try:
+            await self._insert(events or [event for event, _ in batch], statement=_INSERT_AGAIN)
+        except Exception as exc:
+            await self._reset()
+            self._fail(batch, exc, in_doubt=True)
+            return
+        log.info("decision audit batch written on a second try", extra={"events": len(batch)})
+        self._succeed(batch)
+
+    async def _insert(self, events: list[DecisionEvent], statement: str = _INSERT) -> None:
+        """Send the INSERT; ``_InDoubt`` when the connection broke after sending it."""
+        if self._conn is not None and not looks_alive(self._conn):
+            await self._reset()  # the server said goodbye while the connection was idle
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(
                 self.url,
@@ -199,14 +238,28 @@ class DecisionAuditWriter:
                 keepalives_count=3,
                 tcp_user_timeout=STATEMENT_TIMEOUT_MS,
             )
-        with audit_write_timer(len(events)):
-            await self._conn.execute(_INSERT, (encode_batch(events),))
+        conn = self._conn
+        try:
+            with audit_write_timer(len(events)):
+                await conn.execute(statement, (encode_batch(events),))
+        except psycopg.OperationalError as exc:
+            if connection_broke(conn):
+                raise _InDoubt(str(exc)) from exc
+            raise
 
-    def _fail(self, batch: list[Pending], exc: Exception) -> None:
-        log.error("decision audit write failed", extra={"events": len(batch), "error": repr(exc)})
+    def _succeed(self, batch: list[Pending]) -> None:
         for _, future in batch:
             if not future.done():
-                future.set_exception(AuditWriteError(str(exc)))
+                future.set_result(None)
+
+    def _fail(self, batch: list[Pending], exc: Exception, *, in_doubt: bool = False) -> None:
+        log.error(
+            "decision audit write failed",
+            extra={"events": len(batch), "error": repr(exc), "in_doubt": in_doubt},
+        )
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(AuditWriteError(str(exc), in_doubt=in_doubt))
 
     async def _reset(self) -> None:
         if self._conn is not None:
