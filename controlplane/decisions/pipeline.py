@@ -220,9 +220,18 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
     )
     try:
         await services.audit_writer.write(event)
-    except AuditWriteError:
-        detail = "the decision could not be recorded; retry"
-        raise Unavailable("audit_unavailable", detail) from None
+    except AuditWriteError as exc:
+        raise Unavailable("audit_unavailable", audit_failure_detail(exc, ctx)) from None
+
+
+def audit_failure_detail(exc: AuditWriteError, ctx: DecisionContext) -> str:
+    """What a client should do after the 503 (docs/outages.md, "Decisions in doubt")."""
+    if not exc.in_doubt:
+        return "the decision was not recorded; retry"
+    return (
+        f"the decision may have been recorded: GET /v1/zones/{ctx.zone_id}/audit/by-request/"
+        f"{ctx.request_id} tells; retry if it is not there"
+    )
 
 
 async def respond(services: Services, ctx: DecisionContext, outcome: Outcome) -> DecisionResponse:
