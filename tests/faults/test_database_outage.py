@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.api.policy_helpers import ADMIN_ONLY, active_set
+from tests.api.policy_helpers import ADMIN_ONLY, DENY, active_set
 from tests.faults.killable_postgres import KillablePostgres
 from tests.faults.outage import AUTH, Answer, run_load, serve_process
 
@@ -130,3 +130,36 @@ def test_kill_9_of_postgres_under_load(
     answers = run_load(base, zone_id, outage(pg, seconds, marks))
     summary = check(answers, marks, url)
     print(f"outage {seconds}s: {summary}")
+
+
+def test_background_work_resumes_after_an_outage(
+    pg: KillablePostgres, served: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """Another process, whose only way to learn of an activation is its LISTEN connection
+    (reconciliation off), follows an activation made after PostgreSQL came back: the relay
+    and the listener reconnected by themselves."""
+    base, zone_id, url = served
+    body = {"input": {"subject": {"roles": ["admin"]}}}
+    decide = f"/v1/zones/{zone_id}/decisions"
+    with (
+        serve_process(url, tmp_path / "b", CARACAL_PDP_RECONCILE_SECONDS="0") as other,
+        httpx.Client(base_url=base, headers=AUTH, timeout=10) as a,
+        httpx.Client(base_url=other, headers=AUTH, timeout=10) as b,
+    ):
+        assert b.post(decide, json=body).json()["decision"] == "allow"
+        pg.kill()
+        time.sleep(5)
+        pg.start()
+        deadline = time.monotonic() + 5
+        while a.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the service did not come back"
+            time.sleep(0.1)
+        active_set(a, zone_id, DENY)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5
+        while (answer := b.post(decide, json=body)).json().get("decision") != "deny":
+            assert answer.status_code in {200, 503}, answer.text
+            assert time.monotonic() < deadline, "the other process never heard of it"
+            time.sleep(0.1)
+    with psycopg.connect(url) as conn:
+        pending = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        assert pending.fetchone() == (0,)
