@@ -39,6 +39,7 @@ from controlplane.db.migrations import migrate
 from controlplane.db.pool import Database
 from controlplane.fleet.service import Fleet
 from controlplane.http.api_docs import openapi_config, swagger_ui_assets
+from controlplane.http.cors import cors_config
 from controlplane.http.errors import EXCEPTION_HANDLERS
 from controlplane.http.gc_tuning import tune_gc_after_startup
 from controlplane.http.request_context import RequestContextMiddleware
@@ -154,6 +155,7 @@ def create_app(
         lifespan=[lifespan],
         state=_state(services),
         request_max_body_size=MAX_BODY_BYTES,
+        cors_config=cors_config(settings),
         openapi_config=openapi_config(),
         debug=False,
         logging_config=None,

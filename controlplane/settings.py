@@ -35,6 +35,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_min_size: int = 2
     pool_max_size: int = 10
     db_acquire_timeout_seconds: float = 2.0
+    max_header_bytes: int = 64 * 1024
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
     drain_seconds: float = 2.0
     redis_url: str | None = None
@@ -109,6 +113,19 @@ def _seconds_in(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$|^\*$")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    origins = tuple(o.strip() for o in text.split(",") if o.strip())
+    for origin in origins:
+        if not _ORIGIN_RE.match(origin):
+            raise ValueError(
+                f"{origin!r} is not an origin: expected scheme://host[:port] (no path) or *"
+            )
+    return origins
+
+
 def _redis_url(text: str) -> str:
     if not text.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError("must start with redis://, rediss:// or unix://")
@@ -178,6 +195,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_DB_POOL_MIN": ("pool_min_size", _int_in(1, 1000)),
     "CARACAL_DB_POOL_MAX": ("pool_max_size", _int_in(1, 1000)),
     "CARACAL_DB_ACQUIRE_TIMEOUT_SECONDS": ("db_acquire_timeout_seconds", _seconds_in(0.1, 60)),
+    "CARACAL_MAX_HEADER_BYTES": ("max_header_bytes", _int_in(4096, 1024 * 1024)),
+    "CARACAL_HEADER_TIMEOUT_SECONDS": ("header_timeout_seconds", _seconds_in(0.1, 3600)),
+    "CARACAL_BODY_TIMEOUT_SECONDS": ("body_timeout_seconds", _seconds_in(0.1, 3600)),
+    "CARACAL_CORS_ORIGINS": ("cors_origins", _origins),
     "CARACAL_LOG_LEVEL": ("log_level", _log_level),
     "CARACAL_DRAIN_SECONDS": ("drain_seconds", _positive_float),
     "CARACAL_REDIS_URL": ("redis_url", _redis_url),
@@ -221,8 +242,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     for field, value in overrides.items():  # command-line values obey the same rules
         field_variable = _FIELD_VARIABLES.get(field)
         if field_variable is not None and value is not None:
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
             try:
-                _VARIABLES[field_variable][1](str(value))
+                _VARIABLES[field_variable][1](text)
             except ValueError as exc:
                 shown = _shown(field_variable, value)
                 raise SettingsError(

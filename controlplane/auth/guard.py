@@ -54,6 +54,8 @@ async def admin_guard(
     scope: Scope = handler.opt.get("scope", "zone")
     if scope == "public" or not connection.scope["path"].startswith("/v1/"):
         return
+    if connection.scope["method"] == "OPTIONS":  # type: ignore[typeddict-item]
+        return  # says which methods exist (Allow), reads nothing: browsers send no token
     headers = connection.scope["headers"]
     match = _bearer_token(headers)
     if match is None:

@@ -61,6 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=30,
+            http="controlplane.http.server_protocol:GuardedHttpToolsProtocol",
         )
     return 0
 
