@@ -20,7 +20,8 @@ import pytest
 
 from tests.api.policy_helpers import ADMIN_ONLY, DENY, active_set
 from tests.faults.killable_postgres import KillablePostgres
-from tests.faults.outage import AUTH, Answer, run_load, serve_process
+from tests.faults.outage import Answer, run_load
+from tests.served import AUTH, serve_process
 
 OUTAGE_CODES = {"database_unavailable", "audit_unavailable"}
 
