@@ -18,6 +18,7 @@ from litestar.serialization import encode_json, get_serializer
 
 from controlplane.api.common import actor_id
 from controlplane.decisions import pipeline
+from controlplane.decisions.input_limits import check_input_limits
 from controlplane.decisions.pipeline import DecisionResponse
 from controlplane.http.errors import MISSING_BODY, invalid_body
 from controlplane.http.request_context import current_request_id
@@ -76,6 +77,7 @@ class DecisionController(Controller):
         """Evaluate the zone's active policy set for ``input``."""
         started = decision_clock()
         data = decode_request(body)
+        check_input_limits(data.input, body)
         services: Services = request.app.state.services
         response = await pipeline.decide(
             services,
