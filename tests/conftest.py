@@ -31,6 +31,8 @@ from controlplane.keys.crypto import Kek
 from controlplane.settings import Settings, load_settings
 from tests.log_secret_scan import SecretScanningHandler
 
+pytest_plugins = ["tests.redis_fixture"]  # redis_server / redis_url for every test module
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
 TEST_KEK = Kek(bytes(range(32)))
 

@@ -7,6 +7,7 @@ found the tests that need Redis are skipped with that reason.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -24,8 +25,14 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
+def redis_url(redis_server: tuple[str, subprocess.Popen[bytes]]) -> str:
     """``redis://127.0.0.1:<port>/0`` of a fresh redis-server, stopped after the test."""
+    return redis_server[0]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``(url, process)`` of a fresh redis-server (a test may signal the process)."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
@@ -46,7 +53,8 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.skip("redis-server did not start")
                 time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
+        proc.send_signal(signal.SIGCONT)  # in case the test left it stopped
         proc.terminate()
         proc.wait(timeout=10)

@@ -17,6 +17,8 @@ from controlplane.settings import Settings
 NOTIFY_MAX_BYTES = 7999
 #: Redis streams are trimmed to about this many entries (XADD MAXLEN ~).
 REDIS_STREAM_MAXLEN = 100_000
+#: Longest wait for Redis to accept a connection or answer a command.
+REDIS_TIMEOUT_SECONDS = 2.0
 
 _json = msgspec.json.Encoder()
 
@@ -66,10 +68,18 @@ class RedisStreamPublisher:
 
     def __init__(self, url: str, *, maxlen: int = REDIS_STREAM_MAXLEN) -> None:
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         self.maxlen = maxlen
         self.client: Any = aioredis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
+            url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            decode_responses=True,
+            # One try: redis-py's default retries a timeout 3 times (a hung Redis held each
+            # XADD, and the relay's claim, ~8 s); the relay retries rows with its own backoff.
+            retry=Retry(NoBackoff(), 0),
         )
 
     async def publish(self, conn: Conn, message: OutboxMessage) -> None:
