@@ -11,7 +11,7 @@ A connection that breaks after the INSERT was sent leaves the batch in doubt (it
 committed). The writer then sends it once more on a fresh connection with ``ON CONFLICT DO
 NOTHING`` (the event ids are made here, so a row that did commit is not written twice, and
 one still being committed elsewhere is waited for): the decisions answer 200 if that
-succeeds, and 503 saying the outcome is unknown if it does not (docs/operations.md).
+succeeds, and 503 saying the outcome is unknown if it does not (docs/outages.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The async connection pool: connections speak UTC and return rows as dicts.
 
-Outage behaviour (docs/operations.md, "Database outage"):
+Outage behaviour (docs/outages.md, "Database outage"):
 
 * Waiting for a connection is bounded (``CARACAL_DB_ACQUIRE_TIMEOUT_SECONDS``): past it,
   ``PoolTimeout`` (an ``OperationalError``), which the API answers as 503.

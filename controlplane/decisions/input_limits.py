@@ -1,7 +1,7 @@
 """Bounds on a decision's input, so that one decision cannot hold the process for long.
 
 The engine's time grows with the number of values in the input and, through the templates,
-with the lists they iterate (docs/performance.md, "Decision input limits"): through the nine
+with the lists they iterate (docs/outages.md, "Decision input limits"): through the nine
 templates 1,000 ``requested_scopes`` cost 36 ms, 8 delegation hops of 256 scopes 36-60 ms,
 34,000 small values 50 ms, while one string of 900 kB costs 0.5 ms. Within these limits
 the nine templates together stay near 25 ms. Over a limit: 400 ``invalid_body`` naming the
