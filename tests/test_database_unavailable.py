@@ -134,3 +134,32 @@ def test_a_decision_whose_audit_row_failed_says_so(
         "error": "audit_unavailable",
         "detail": "the decision was not recorded; retry",
     }
+
+
+def test_fault_settings_are_validated() -> None:
+    from controlplane.settings import SettingsError, load_settings
+
+    settings = load_settings(
+        {
+            "CARACAL_DB_ACQUIRE_TIMEOUT_SECONDS": "0.5",
+            "CARACAL_MAX_HEADER_BYTES": "8192",
+            "CARACAL_HEADER_TIMEOUT_SECONDS": "5",
+            "CARACAL_BODY_TIMEOUT_SECONDS": "20",
+        }
+    )
+    assert (
+        settings.db_acquire_timeout_seconds,
+        settings.max_header_bytes,
+        settings.header_timeout_seconds,
+        settings.body_timeout_seconds,
+    ) == (0.5, 8192, 5.0, 20.0)
+    defaults = load_settings({})
+    assert defaults.db_acquire_timeout_seconds == 2.0 and defaults.max_header_bytes == 65536
+    for variable, value in [
+        ("CARACAL_DB_ACQUIRE_TIMEOUT_SECONDS", "0"),
+        ("CARACAL_DB_ACQUIRE_TIMEOUT_SECONDS", "inf"),
+        ("CARACAL_MAX_HEADER_BYTES", "100"),
+        ("CARACAL_HEADER_TIMEOUT_SECONDS", "-1"),
+    ]:
+        with pytest.raises(SettingsError, match=variable):
+            load_settings({variable: value})
