@@ -43,7 +43,7 @@ ACQUIRE_TIMEOUT_SECONDS = 2.0
 #: then doubles); a request that needs a connection starts a new attempt at once.
 RECONNECT_GIVE_UP_SECONDS = 2.0
 #: ``/ready`` answers within this long even when the database hangs.
-PING_TIMEOUT_SECONDS = 0.8
+PING_TIMEOUT_SECONDS = 0.5
 
 
 def looks_alive(conn: Conn) -> bool:
