@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from controlplane.audit.decision_writer import AuditWriteError, DecisionAuditWriter, encode_batch
+from controlplane.audit.decision_events import AuditWriteError, DecisionAuditWriter, encode_batch
 from tests.test_decision_audit import event
 
 _INSERT_ROW = (
