@@ -66,11 +66,16 @@ def test_a_hung_redis_delays_only_the_outbox(
             )
             assert seconds < 1.0, seconds
             assert client.post(decide, json={"input": {}}).json()["decision"] == "deny"
-            time.sleep(3)  # the relay tries, waits its 2 s, keeps the row for a retry
-            row = db.execute(
-                "SELECT published_at, last_error FROM outbox WHERE id = %s",
-                (activation["outbox_id"],),
-            ).fetchone()
+            # The relay tries, waits its 2 s, and keeps the row for a retry.
+            deadline = time.monotonic() + 15
+            while True:
+                row = db.execute(
+                    "SELECT published_at, last_error FROM outbox WHERE id = %s",
+                    (activation["outbox_id"],),
+                ).fetchone()
+                if row["last_error"] is not None or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             assert row["published_at"] is None
             assert "redis" in row["last_error"] and "Timeout" in row["last_error"]
         finally:
