@@ -78,7 +78,7 @@ async def _load(
                 kind, method, url, data = requests[n % len(requests)]
                 n += 1
                 answers.append(await _one(client, kind, method, url, data))
-                await asyncio.sleep(0.05)  # concurrency, not throughput: the suite runs beside
+                await asyncio.sleep(0.1)  # concurrency, not throughput: the suite runs beside
 
         tasks = [asyncio.create_task(worker(i)) for i in range(clients)]
         try:
