@@ -339,6 +339,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        api.client.close()
     return EXIT_OK
 
 

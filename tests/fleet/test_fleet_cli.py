@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from controlplane.cli.main import main
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.fleet.opa_protocol import Downloader, status_report
-from tests.fleet.test_fleet_longpoll import LiveServer, admin, setup_zone
+from tests.fleet.test_fleet_longpoll import LiveServer, setup_zone
 
 POLICY = "package caracal.authz\n\nimport rego.v1\n\nresult := input.x == 1\n"
 
@@ -37,8 +36,8 @@ def push(base: str, directory: Path, zone_id: str, *extra: str) -> int:
 class FakeOpa:
     """An OPA instance: downloads the bundle and reports its revision, like OPA's plugins."""
 
-    def __init__(self, base: str, zone_id: str, token: str, key: str, name: str) -> None:
-        self.http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+    def __init__(self, live: LiveServer, zone_id: str, token: str, key: str, name: str) -> None:
+        self.http = live.client(token)
         self.zone_id, self.name = zone_id, name
         self.downloader = Downloader(
             self.http, f"/v1/zones/{zone_id}/opa/bundles/active", {zone_id: key}, keyid=zone_id
@@ -54,9 +53,9 @@ class FakeOpa:
 def test_wait_fleet_times_out_naming_laggards_then_succeeds(
     live: LiveServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    http = admin(live.base)
+    http = live.client()
     zone_id, _, token, key = setup_zone(http)
-    opas = [FakeOpa(live.base, zone_id, token, key, f"opa-{i}") for i in range(2)]
+    opas = [FakeOpa(live, zone_id, token, key, f"opa-{i}") for i in range(2)]
     for opa in opas:
         opa.sync()
     (tmp_path / "authz.rego").write_text(POLICY)

@@ -43,6 +43,13 @@ class LiveServer:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.clients: list[httpx.Client] = []
+
+    def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
+        """An HTTP client of the server with ``token`` (closed with the server)."""
+        client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {token}"})
+        self.clients.append(client)
+        return client
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
@@ -50,6 +57,8 @@ class LiveServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for client in self.clients:
+            client.close()
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
@@ -58,8 +67,10 @@ class LiveServer:
         return self.app.state.services
 
 
-def admin(base: str) -> httpx.Client:
-    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+def admin(base: str, clients: list[httpx.Client]) -> httpx.Client:
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    clients.append(client)
+    return client
 
 
 def new_version(http: httpx.Client, zone_id: str, set_id: str, content: str) -> str:
@@ -92,8 +103,11 @@ def setup_zone(http: httpx.Client) -> tuple[str, str, str, str]:
     return zone_id, set_id, token["token"], key
 
 
-def downloader(base: str, zone_id: str, token: str, key: str, wait: int) -> Downloader:
+def downloader(
+    base: str, zone_id: str, token: str, key: str, wait: int, clients: list[httpx.Client]
+) -> Downloader:
     http = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"})
+    clients.append(http)
     opa = Downloader(
         http,
         f"/v1/zones/{zone_id}/opa/bundles/active",
@@ -120,13 +134,13 @@ def test_prefer_wait_is_read_like_opa_writes_it() -> None:
 
 
 def test_activation_answers_a_held_request_within_a_second(live: LiveServer) -> None:
-    http = admin(live.base)
+    http = admin(live.base, live.clients)
     zone_id, set_id, token, key = setup_zone(http)
-    opa = downloader(live.base, zone_id, token, key, wait=30)
+    opa = downloader(live.base, zone_id, token, key, 30, live.clients)
     first = opa.revision
 
     # nothing changes: the request is held for wait seconds, then 304
-    short = downloader(live.base, zone_id, token, key, wait=1)
+    short = downloader(live.base, zone_id, token, key, 1, live.clients)
     started = time.monotonic()
     assert short.one_shot() == 304
     assert 0.9 <= time.monotonic() - started < 3
@@ -148,10 +162,10 @@ def test_activation_answers_a_held_request_within_a_second(live: LiveServer) -> 
 
 
 def test_held_requests_cost_no_connection_and_decisions_answer(live: LiveServer) -> None:
-    http = admin(live.base)
+    http = admin(live.base, live.clients)
     zone_id, set_id, token, key = setup_zone(http)
     count = 50
-    opas = [downloader(live.base, zone_id, token, key, wait=30) for _ in range(count)]
+    opas = [downloader(live.base, zone_id, token, key, 30, live.clients) for _ in range(count)]
     results: list[int] = []
     threads = [threading.Thread(target=lambda o=o: results.append(o.one_shot())) for o in opas]
     for thread in threads:
@@ -205,11 +219,12 @@ def test_each_worker_process_learns_of_the_change(database_url: str, tmp_path: A
         env=env,
         stderr=subprocess.DEVNULL,
     )
+    clients: list[httpx.Client] = []
     try:
         wait_for(f"{base}/health")
-        http = admin(base)
+        http = admin(base, clients)
         zone_id, set_id, token, key = setup_zone(http)
-        opas = [downloader(base, zone_id, token, key, wait=30) for _ in range(8)]
+        opas = [downloader(base, zone_id, token, key, 30, clients) for _ in range(8)]
         results: list[tuple[int, float]] = []
         threads = [
             threading.Thread(target=lambda o=o: results.append((o.one_shot(), time.monotonic())))
@@ -227,5 +242,7 @@ def test_each_worker_process_learns_of_the_change(database_url: str, tmp_path: A
         assert max(at for _, at in results) - activated < 1.0
         assert {o.revision for o in opas} == {version}
     finally:
+        for client in clients:
+            client.close()
         proc.terminate()
         proc.wait(timeout=20)
