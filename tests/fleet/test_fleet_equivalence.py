@@ -132,8 +132,8 @@ def corpus() -> Iterator[tuple[str, dict[str, Any]]]:
             requested_scopes=["orders:delete"], session__step_up_satisfied=False
         ),
         "scopes_many": _with(
-            requested_scopes=[f"orders:s{i}" for i in range(300)],
-            resource__scopes=[f"orders:s{i}" for i in range(0, 300, 2)],
+            requested_scopes=[f"orders:s{i}" for i in range(120)],
+            resource__scopes=[f"orders:s{i}" for i in range(0, 120, 2)],
         ),
         "roles_admin": _with(subject__roles=["admin"], requested_scopes=["orders:delete"]),
         "roles_viewer": _with(subject__roles=["viewer"]),
