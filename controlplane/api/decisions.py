@@ -1,12 +1,14 @@
-"""Decisions: ``POST /v1/zones/{zoneId}/decisions`` — the embedded PDP over HTTP.
+"""Decisions: ``POST /v1/zones/{zoneId}/decisions`` and ``…/decisions/batch`` — the embedded
+PDP over HTTP.
 
-The route decodes the body, runs ``controlplane.decisions.pipeline.decide`` and encodes its
-answer; everything else happens in the pipeline.
+Each route decodes the body, runs ``controlplane.decisions.pipeline`` and encodes its answer
+(``answer_decision`` / ``answer_batch``, the same functions whichever way the request came
+in); everything else happens in the pipeline.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, post
@@ -19,11 +21,13 @@ from litestar.serialization import encode_json, get_serializer
 from controlplane.api.common import actor_id
 from controlplane.decisions import pipeline
 from controlplane.decisions.input_limits import check_input_limits
-from controlplane.decisions.pipeline import DecisionResponse
-from controlplane.http.errors import MISSING_BODY, invalid_body
+from controlplane.decisions.pipeline import MAX_BATCH_INPUTS, DecisionResponse
+from controlplane.decisions.sessions import at_batch_item
+from controlplane.errors import Invalid
+from controlplane.http.errors import MISSING_BODY, ErrorBody, invalid_body
 from controlplane.http.request_context import current_request_id
 from controlplane.http.strict_input import decode_strictly
-from controlplane.metrics.decisions import decision_answered, decision_clock
+from controlplane.metrics.decisions import count_decision, decision_answered, decision_clock
 from controlplane.services import Services
 
 
@@ -34,7 +38,21 @@ class DecisionRequest(msgspec.Struct, forbid_unknown_fields=True):
     sign: bool = False
 
 
+class BatchDecisionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """POST …/decisions/batch body: 1 to 100 decision inputs."""
+
+    inputs: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_BATCH_INPUTS)]
+    sign: bool = False
+
+
+class BatchDecisionResponse(msgspec.Struct):
+    """200 body of a batch: one decision per input, in input order."""
+
+    decisions: list[DecisionResponse]
+
+
 _request_decoder = msgspec.json.Decoder(DecisionRequest)
+_batch_decoder = msgspec.json.Decoder(BatchDecisionRequest)
 
 
 def decode_request(body: bytes) -> DecisionRequest:
@@ -45,47 +63,122 @@ def decode_request(body: bytes) -> DecisionRequest:
     return decode_strictly(_request_decoder, body)
 
 
+def decode_batch(body: bytes) -> BatchDecisionRequest:
+    """A batch body decoded strictly, as ``decode_request`` does."""
+    if not body:
+        raise invalid_body(MISSING_BODY)
+    return decode_strictly(_batch_decoder, body)
+
+
+# The handlers return their body already encoded (Litestar's serializer, the same bytes and
+# headers its Response would give; ``responses`` keeps the documented schemas): building
+# and rendering a Response per decision cost ~25 us of the hot path.
+_serializer = get_serializer(None)
+
+
+async def answer_decision(services: Services, zone_id: str, body: bytes, actor: str) -> bytes:
+    """The encoded 200 body of ``POST …/decisions`` (errors raise)."""
+    started = decision_clock()
+    data = decode_request(body)
+    check_input_limits(data.input, body)
+    response = await pipeline.decide(
+        services,
+        zone_id,
+        data.input,
+        request_id=current_request_id(),
+        actor_id=actor,
+        sign=data.sign,
+    )
+    decision_answered(response.decision, started)
+    return encode_json(response, _serializer)
+
+
+async def answer_batch(services: Services, zone_id: str, body: bytes, actor: str) -> bytes:
+    """The encoded 200 body of ``POST …/decisions/batch`` (errors raise)."""
+    data = decode_batch(body)
+    for index, item in enumerate(data.inputs):
+        try:
+            check_input_limits(item, body)
+        except Invalid as exc:
+            raise at_batch_item(exc, index) from None
+    decisions = await pipeline.decide_batch(
+        services,
+        zone_id,
+        data.inputs,
+        request_id=current_request_id(),
+        actor_id=actor,
+        sign=data.sign,
+    )
+    for decision in decisions:
+        count_decision(decision.decision, "batch")
+    return encode_json(BatchDecisionResponse(decisions), _serializer)
+
+
 def _documents_request_body(data: DecisionRequest) -> None:
     """Never called: a dependency the handler does not take, so that the OpenAPI document
     shows ``DecisionRequest`` as the request body (Litestar reads a dependency's ``data``)
     while the handler decodes the raw body itself (``decode_request``)."""
 
 
-# The handler returns its body already encoded (Litestar's serializer, the same bytes and
-# headers its Response would give; ``responses`` keeps the documented 200 schema): building
-# and rendering a Response per decision cost ~25 us of the hot path.
+def _documents_batch_body(data: BatchDecisionRequest) -> None:
+    """Never called: documents ``BatchDecisionRequest`` as ``_documents_request_body`` does."""
+
+
+def _error(description: str) -> ResponseSpec:
+    return ResponseSpec(ErrorBody, generate_examples=False, description=description)
+
+
+#: Every answer a decision route can give besides 200, in the contract's envelope.
+_ERRORS = {
+    400: _error("invalid_body (the body, or an input's session); invalid_query"),
+    401: _error("invalid_admin_token"),
+    403: _error("admin_token_zone_mismatch"),
+    404: _error("zone_not_found"),
+    409: _error("no_active_policy_set"),
+    413: _error("payload_too_large (over 1 MiB)"),
+    500: _error("internal_error"),
+    503: _error("audit_unavailable: the decision could not be recorded; retry"),
+}
 _OK = "Request fulfilled, document follows"
-_serializer = get_serializer(None)
 
 
 class DecisionController(Controller):
-    """The decision endpoint (zone scope)."""
+    """The decision endpoints (zone scope)."""
 
     path = "/v1/zones/{zone_id:str}/decisions"
     tags = ["decisions"]
-    # The handler reads the Services from the app state (as the guard does) rather than by
+    # The handlers read the Services from the app state (as the guard does) rather than by
     # dependency injection: Litestar's injection costs ~15 us per request on this hot path.
-    dependencies = {"documented_body": Provide(_documents_request_body, sync_to_thread=False)}
 
     @post(
         "/",
         status_code=200,
         opt={"token_cache": True},
-        responses={200: ResponseSpec(DecisionResponse, generate_examples=False, description=_OK)},
+        dependencies={"documented_body": Provide(_documents_request_body, sync_to_thread=False)},
+        responses={
+            200: ResponseSpec(DecisionResponse, generate_examples=False, description=_OK),
+            **_ERRORS,
+        },
     )
     async def decide(self, request: Request, zone_id: str, body: RawBody) -> ASGIResponse:
         """Evaluate the zone's active policy set for ``input``."""
-        started = decision_clock()
-        data = decode_request(body)
-        check_input_limits(data.input, body)
         services: Services = request.app.state.services
-        response = await pipeline.decide(
-            services,
-            zone_id,
-            data.input,
-            request_id=current_request_id(),
-            actor_id=actor_id(request),
-            sign=data.sign,
-        )
-        decision_answered(response.decision, started)
-        return ASGIResponse(body=encode_json(response, _serializer), media_type="application/json")
+        encoded = await answer_decision(services, zone_id, body, actor_id(request))
+        return ASGIResponse(body=encoded, media_type="application/json")
+
+    @post(
+        "/batch",
+        status_code=200,
+        opt={"token_cache": True},
+        dependencies={"documented_body": Provide(_documents_batch_body, sync_to_thread=False)},
+        responses={
+            200: ResponseSpec(BatchDecisionResponse, generate_examples=False, description=_OK),
+            **_ERRORS,
+        },
+    )
+    async def decide_batch(self, request: Request, zone_id: str, body: RawBody) -> ASGIResponse:
+        """Evaluate the zone's active policy set for each of ``inputs`` (1 to 100), in order,
+        against the same active set; every decision is audited before the answer."""
+        services: Services = request.app.state.services
+        encoded = await answer_batch(services, zone_id, body, actor_id(request))
+        return ASGIResponse(body=encoded, media_type="application/json")

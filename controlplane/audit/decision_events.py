@@ -12,6 +12,9 @@ committed). The writer then sends it once more on a fresh connection with ``ON C
 NOTHING`` (the event ids are made here, so a row that did commit is not written twice, and
 one still being committed elsewhere is waited for): the decisions answer 200 if that
 succeeds, and 503 saying the outcome is unknown if it does not (docs/outages.md).
+
+The events of one ``write_all`` call (a batch request) always travel in the same INSERT:
+they are written all together or not at all.
 """
 
 from __future__ import annotations
@@ -60,7 +63,8 @@ _INSERT_AGAIN = _INSERT + " ON CONFLICT (id, occurred_at) DO NOTHING"
 _json = msgspec.json.Encoder()
 
 
-Pending = tuple["DecisionEvent", "asyncio.Future[None]"]
+#: The events of one ``write_all`` call and the future its caller awaits.
+Pending = tuple[list["DecisionEvent"], "asyncio.Future[None]"]
 
 
 class AuditWriteError(Exception):
@@ -139,10 +143,15 @@ class DecisionAuditWriter:
 
     async def write(self, event: DecisionEvent) -> None:
         """Return once ``event`` is committed; raise ``AuditWriteError`` if it could not be."""
+        await self.write_all([event])
+
+    async def write_all(self, events: list[DecisionEvent]) -> None:
+        """Return once all ``events`` are committed (in one INSERT); raise ``AuditWriteError``
+        if they could not be."""
         if self._task is None or self._task.done() or self._stopping:
             raise AuditWriteError("the decision audit writer is not running")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((event, future))
+        self._queue.append((events, future))
         self._wake.set()
         await future
 
@@ -171,14 +180,25 @@ class DecisionAuditWriter:
             if self._stopping:
                 return
 
+    def _take(self) -> list[Pending]:
+        """The next groups from the queue: up to ``max_batch`` events (at least one group)."""
+        rows = taken = 0
+        for events, _ in self._queue:
+            if taken and rows + len(events) > self.max_batch:
+                break
+            rows += len(events)
+            taken += 1
+        batch, self._queue = self._queue[:taken], self._queue[taken:]
+        return batch
+
     async def _flush(self) -> None:
-        batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        batch = self._take()
         try:
-            await self._insert([event for event, _ in batch])
+            await self._insert([event for events, _ in batch for event in events])
         except psycopg.DataError:
             # One bad row (a NUL character jsonb refuses) must not fail its neighbours.
-            for event, future in batch:
-                await self._settle([(event, future)], sanitize=True)
+            for pending in batch:
+                await self._settle([pending], sanitize=True)
             return
         except _InDoubt:
             await self._reset()
@@ -192,7 +212,9 @@ class DecisionAuditWriter:
 
     async def _settle(self, batch: list[Pending], *, sanitize: bool) -> None:
         """Insert a (small) batch alone, resolving its futures either way."""
-        events = [_without_nul(event) if sanitize else event for event, _ in batch]
+        events = [
+            _without_nul(event) if sanitize else event for events, _ in batch for event in events
+        ]
         try:
             await self._insert(events)
         except _InDoubt:
@@ -212,7 +234,8 @@ class DecisionAuditWriter:
         """Resolve a batch left in doubt: send it once more, idempotently, on a fresh
         connection; its decisions fail as in doubt if that fails too."""
         try:
-            await self._insert(events or [event for event, _ in batch], statement=_INSERT_AGAIN)
+            again = events or [event for group, _ in batch for event in group]
+            await self._insert(again, statement=_INSERT_AGAIN)
         except Exception as exc:
             await self._reset()
             self._fail(batch, exc, in_doubt=True)
@@ -253,9 +276,10 @@ class DecisionAuditWriter:
                 future.set_result(None)
 
     def _fail(self, batch: list[Pending], exc: Exception, *, in_doubt: bool = False) -> None:
+        events = sum(len(events) for events, _ in batch)
         log.error(
             "decision audit write failed",
-            extra={"events": len(batch), "error": repr(exc), "in_doubt": in_doubt},
+            extra={"events": events, "error": repr(exc), "in_doubt": in_doubt},
         )
         for _, future in batch:
             if not future.done():

@@ -4,9 +4,11 @@
 (``controlplane.decisions.step_up``) → build (and sign) the response → audit.
 
 ``decide`` runs it with plain arguments (no HTTP framework): the HTTP route, and any other
-caller, translate to and from it. Without a session in the input only the audit write
-(group commit) touches the database on the hot path; with one, the session check is one
-more round trip. The zone's sets are in process memory.
+caller, translate to and from it. ``decide_batch`` runs it for up to ``MAX_BATCH_INPUTS``
+inputs against the same active set, checks every session in one transaction (an input error
+in any leaves nothing recorded) and writes the audit events as one INSERT. Without a session
+in the input only the audit write (group commit) touches the database on the hot path; with
+one, the session check is one more round trip. The zone's sets are in process memory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import msgspec
 from uuid6 import uuid7
 
 from controlplane.audit.decision_events import AuditWriteError, DecisionEvent
-from controlplane.decisions.sessions import session_denial, session_gate
+from controlplane.decisions.sessions import SessionGate, session_denial, session_gate, session_gates
 from controlplane.decisions.step_up import apply_step_up
 from controlplane.errors import Conflict, NotFound, Unavailable
 from controlplane.keys.crypto import sign_jws
@@ -37,6 +39,8 @@ MAX_AUDITED_INPUT_BYTES = 64 * 1024
 MAX_AUDITED_FIELD_BYTES = 16 * 1024
 #: Engine messages in the audit diagnostics are cut to this many characters.
 MAX_DIAGNOSTIC_CHARS = 1000
+#: The most inputs one batch request may carry.
+MAX_BATCH_INPUTS = 100
 _json = msgspec.json.Encoder()
 
 
@@ -177,8 +181,8 @@ def scrubbed_diagnostics(
     ]
 
 
-async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
-    """Write the decision's audit event (group commit); Unavailable if it cannot be made durable."""
+def decision_event(ctx: DecisionContext, outcome: Outcome) -> DecisionEvent:
+    """The decision's audit event (``event_type`` ``decision``)."""
     decision, shadow = outcome.decision, outcome.shadow
     # The input's secret values, looked for only when some engine message could quote them.
     errored = decision.diagnostics or (shadow is not None and shadow.diagnostics)
@@ -199,7 +203,7 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
             "determining_policies": shadow.determining_policies,
             "diagnostics": scrubbed_diagnostics(shadow.diagnostics, secrets),
         }
-    event = DecisionEvent(
+    return DecisionEvent(
         id=uuid7(),
         zone_id=ctx.zone_id,
         request_id=ctx.request_id,
@@ -218,24 +222,50 @@ async def record_decision(services: Services, ctx: DecisionContext, outcome: Out
         ),
         occurred_at=ctx.occurred_at,
     )
+
+
+async def record_events(services: Services, events: list[DecisionEvent]) -> None:
+    """Write decision audit events, all in one statement (group commit); Unavailable if they
+    cannot be made durable."""
     try:
-        await services.audit_writer.write(event)
+        await services.audit_writer.write_all(events)
     except AuditWriteError as exc:
-        raise Unavailable("audit_unavailable", audit_failure_detail(exc, ctx)) from None
+        raise Unavailable("audit_unavailable", audit_failure_detail(exc, events)) from None
 
 
-def audit_failure_detail(exc: AuditWriteError, ctx: DecisionContext) -> str:
-    """What a client should do after the 503 (docs/outages.md, "Decisions in doubt")."""
+def audit_failure_detail(exc: AuditWriteError, events: list[DecisionEvent]) -> str:
+    """What a client should do after the 503 (docs/outages.md, "Decisions in doubt"); for a
+    batch (written all or none) the first item's request id tells."""
     if not exc.in_doubt:
         return "the decision was not recorded; retry"
+    first = events[0]
+    lookup = f"GET /v1/zones/{first.zone_id}/audit/by-request/{first.request_id} tells"
+    if len(events) == 1:
+        return f"the decision may have been recorded: {lookup}; retry if it is not there"
     return (
-        f"the decision may have been recorded: GET /v1/zones/{ctx.zone_id}/audit/by-request/"
-        f"{ctx.request_id} tells; retry if it is not there"
+        f"the decisions may have been recorded (all or none): {lookup} (the first item's"
+        " request id); retry if it is not there"
     )
 
 
-async def respond(services: Services, ctx: DecisionContext, outcome: Outcome) -> DecisionResponse:
-    """The response body (signed with the zone's key when asked)."""
+async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
+    """Write the decision's audit event (group commit); Unavailable if it cannot be made durable."""
+    await record_events(services, [decision_event(ctx, outcome)])
+
+
+SigningKey = tuple[str, bytes]
+
+
+async def signing_key(services: Services, zone_id: str) -> SigningKey:
+    """The zone's current ``(kid, private key)``."""
+    async with services.db.transaction() as conn:
+        return await current_signing_key(conn, services.kek, zone_id)
+
+
+async def respond(
+    services: Services, ctx: DecisionContext, outcome: Outcome, key: SigningKey | None = None
+) -> DecisionResponse:
+    """The response body (signed with the zone's key when asked; ``key`` when already read)."""
     decision = outcome.decision
     response = DecisionResponse(
         decision=decision.decision,
@@ -248,13 +278,30 @@ async def respond(services: Services, ctx: DecisionContext, outcome: Outcome) ->
         request_id=ctx.request_id,
     )
     if ctx.sign:
-        async with services.db.transaction() as conn:
-            kid, private_key = await current_signing_key(conn, services.kek, ctx.zone_id)
+        kid, private_key = key or await signing_key(services, ctx.zone_id)
         # The payload is the decision object (the contract); the protected header binds it to
         # its zone and its time, for verifiers that check them.
         bound = {"zone_id": ctx.zone_id, "iat": int(ctx.occurred_at.timestamp())}
         response.jws = sign_jws(private_key, kid, msgspec.to_builtins(response), bound)
     return response
+
+
+async def _decided(
+    services: Services,
+    state: ZoneState,
+    ctx: DecisionContext,
+    gate: SessionGate,
+    key: SigningKey | None = None,
+) -> tuple[DecisionResponse, Outcome]:
+    """Evaluate (unless the session denies), open a step-up if asked, build the answer."""
+    ctx.input = gate.input
+    if gate.deny_reason is not None:  # revoked or expired: no policy runs
+        assert state.active is not None
+        outcome = Outcome(state.active, session_denial(gate.deny_reason))
+    else:
+        outcome = timed_evaluation(evaluate, state, ctx.input)
+        outcome = await open_step_up(services, ctx, outcome, gate.session_id)
+    return await respond(services, ctx, outcome, key), outcome
 
 
 async def decide(
@@ -279,15 +326,45 @@ async def decide(
     )
     state = await load_zone_set(services, zone_id)
     gate = await session_gate(services.db, zone_id, ctx.input)
-    ctx.input = gate.input
-    if gate.deny_reason is not None:  # revoked or expired: no policy runs
-        assert state.active is not None
-        outcome = Outcome(state.active, session_denial(gate.deny_reason))
-    else:
-        outcome = timed_evaluation(evaluate, state, ctx.input)
-        outcome = await open_step_up(services, ctx, outcome, gate.session_id)
     # The response (and its signature) first: a decision that cannot be answered is not
     # recorded as one that was.
-    response = await respond(services, ctx, outcome)
+    response, outcome = await _decided(services, state, ctx, gate)
     await record_decision(services, ctx, outcome)
     return response
+
+
+async def decide_batch(
+    services: Services,
+    zone_id: str,
+    inputs: list[dict[str, Any]],
+    *,
+    request_id: str | None,
+    actor_id: str | None,
+    sign: bool = False,
+) -> list[DecisionResponse]:
+    """One decision per input, in order, each as ``decide`` makes it (its own request id,
+    ``batch_request_id`` = ``request_id`` in its audit metadata), against the active set
+    loaded at the start. Every session is checked in one transaction first: an ``Invalid``
+    session in any input (its issue path under ``inputs[i]``) leaves nothing recorded. The
+    audit events are written together (one INSERT: all or none) before the answer."""
+    state = await load_zone_set(services, zone_id)
+    gates = await session_gates(services.db, zone_id, inputs)
+    key = await signing_key(services, zone_id) if sign else None
+    now = datetime.now(UTC)
+    answers: list[DecisionResponse] = []
+    events: list[DecisionEvent] = []
+    for item, gate in zip(inputs, gates, strict=True):
+        ctx = DecisionContext(
+            zone_id=zone_id,
+            input=item,
+            actor_id=actor_id,
+            request_id=str(uuid7()),
+            occurred_at=now,
+            sign=sign,
+            audit_metadata={"batch_request_id": request_id},
+        )
+        response, outcome = await _decided(services, state, ctx, gate, key)
+        answers.append(response)
+        events.append(decision_event(ctx, outcome))
+    await record_events(services, events)
+    return answers

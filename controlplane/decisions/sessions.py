@@ -18,7 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from controlplane.db.pool import Conn, Database
-from controlplane.errors import Invalid, NotFound
+from controlplane.errors import Invalid, Issue, NotFound
 from controlplane.pdp.evaluate import Decision
 from controlplane.registry.zones import require_zone
 
@@ -30,6 +30,7 @@ __all__ = [
     "SessionClaim",
     "SessionGate",
     "SessionState",
+    "at_batch_item",
     "check_session",
     "get_session",
     "list_sessions",
@@ -37,6 +38,7 @@ __all__ = [
     "session_claim",
     "session_denial",
     "session_gate",
+    "session_gates",
     "status_condition",
     "to_session",
 ]
@@ -293,19 +295,67 @@ async def session_gate(db: Database, zone_id: str, decision_input: dict[str, Any
     ``input.session.step_up_satisfied`` belongs to the server: it is set from the stored
     challenges for a live session and forced to false for a session object without an id.
     """
-    raw = decision_input.get("session")
     claim = session_claim(decision_input)
     if claim is None:
-        if isinstance(raw, dict):
-            session = {**raw, "step_up_satisfied": False}
-            return SessionGate({**decision_input, "session": session}, None, None)
-        return SessionGate(decision_input, None, None)
+        return _without_session(decision_input)
     async with db.transaction() as conn:
-        state = await check_session(conn, zone_id, claim)
+        return await _checked(conn, zone_id, decision_input, claim)
+
+
+async def session_gates(
+    db: Database, zone_id: str, inputs: list[dict[str, Any]]
+) -> list[SessionGate]:
+    """``session_gate`` for each of a batch's inputs, all in one transaction: an ``Invalid``
+    session in any input (its issue paths moved under ``["inputs", i]``) rolls back every
+    session recorded for the batch."""
+    claims = []
+    for index, decision_input in enumerate(inputs):
+        try:
+            claims.append(session_claim(decision_input))
+        except Invalid as exc:
+            raise at_batch_item(exc, index) from None
+    if all(claim is None for claim in claims):
+        return [_without_session(decision_input) for decision_input in inputs]
+    gates = []
+    async with db.transaction() as conn:
+        for index, (decision_input, claim) in enumerate(zip(inputs, claims, strict=True)):
+            if claim is None:
+                gates.append(_without_session(decision_input))
+                continue
+            try:
+                gates.append(await _checked(conn, zone_id, decision_input, claim))
+            except Invalid as exc:
+                raise at_batch_item(exc, index) from None
+    return gates
+
+
+def _without_session(decision_input: dict[str, Any]) -> SessionGate:
+    """The gate of an input without a session id (a session object gets no step-up)."""
+    raw = decision_input.get("session")
+    if isinstance(raw, dict):
+        session = {**raw, "step_up_satisfied": False}
+        return SessionGate({**decision_input, "session": session}, None, None)
+    return SessionGate(decision_input, None, None)
+
+
+async def _checked(
+    conn: Conn, zone_id: str, decision_input: dict[str, Any], claim: SessionClaim
+) -> SessionGate:
+    """The gate of an input with a session claim, checked (and recorded) on ``conn``."""
+    state = await check_session(conn, zone_id, claim)
     if state.deny_reason is not None:
         return SessionGate(decision_input, claim.id, state.deny_reason)
-    session = {**raw, "step_up_satisfied": state.step_up_satisfied}  # type: ignore[dict-item]
+    session = {**decision_input["session"], "step_up_satisfied": state.step_up_satisfied}
     return SessionGate({**decision_input, "session": session}, claim.id, None)
+
+
+def at_batch_item(error: Invalid, index: int) -> Invalid:
+    """``error`` with each issue path (``["input", …]``) moved under ``["inputs", index]``."""
+    issues = [
+        Issue(path=["inputs", index, *issue.path[1:]], message=issue.message)
+        for issue in error.issues or []
+    ]
+    return Invalid(error.code, error.detail, issues)
 
 
 def session_denial(reason: str) -> Decision:
