@@ -90,18 +90,13 @@ def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> re.Match[bytes] | N
 
 async def authenticate(services: Any, token_sha256: str, *, cached: bool) -> AdminToken | None:
     """The live token with this hash, from the database or, on hot-path routes that opt in
-    (``opt={"token_cache": True}``), from the short-lived token cache."""
+    (``opt={"token_cache": True}``), from the short-lived token cache (one lookup per token
+    at a time, refreshed ahead of expiry)."""
     if not cached:
         return await lookup_token(services.db, token_sha256)
-    cache = services.token_cache
-    token = cache.get(token_sha256)
-    if token is not None:
-        return token
-    epoch = cache.epoch
-    token = await lookup_token(services.db, token_sha256)
-    if token is not None:
-        cache.put(token_sha256, token, token.expires_at, epoch)
-    return token
+    return await services.token_cache.lookup(
+        token_sha256, lambda: lookup_token(services.db, token_sha256)
+    )
 
 
 async def lookup_token(db: Any, token_sha256: str) -> AdminToken | None:
