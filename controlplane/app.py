@@ -41,6 +41,7 @@ from controlplane.fleet.service import Fleet
 from controlplane.http.api_docs import openapi_config, swagger_ui_assets
 from controlplane.http.cors import cors_config
 from controlplane.http.errors import EXCEPTION_HANDLERS
+from controlplane.http.fast_path import FastPath
 from controlplane.http.gc_tuning import tune_gc_after_startup
 from controlplane.http.request_context import RequestContextMiddleware
 from controlplane.http.strict_input import strict_input
@@ -86,10 +87,18 @@ COMPONENTS += [
 
 
 class ControlPlaneApp(Litestar):
-    """Litestar with the request-context middleware outermost, so even 404s carry an id."""
+    """Litestar with the request-context middleware outermost, so even 404s carry an id,
+    and the fast path of the decision routes (``controlplane.http.fast_path``) inside it."""
+
+    def __init__(self, *args: Any, fast_path: bool = True, **kwargs: Any) -> None:
+        self.fast_path = fast_path
+        super().__init__(*args, **kwargs)
 
     def _create_asgi_handler(self) -> ASGIApp:
-        return RequestContextMiddleware(super()._create_asgi_handler())
+        handler = super()._create_asgi_handler()
+        if self.fast_path:
+            handler = FastPath(handler, self)
+        return RequestContextMiddleware(handler)
 
 
 def create_app(
@@ -159,6 +168,7 @@ def create_app(
         openapi_config=openapi_config(),
         debug=False,
         logging_config=None,
+        fast_path=settings.http_fast_path,
     )
 
 

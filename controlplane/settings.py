@@ -51,6 +51,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pdp_instance_ttl_seconds: int = 600
     relay_enabled: bool = True
     token_cache_seconds: float = 1.0
+    http_fast_path: bool = True
     dcr_rate_limit: int = 10
     metrics_enabled: bool = True
     metrics_token: str | None = None
@@ -210,6 +211,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_PDP_INSTANCE_TTL_SECONDS": ("pdp_instance_ttl_seconds", _int_in(1, 31_536_000)),
     "CARACAL_RELAY_ENABLED": ("relay_enabled", _bool),
     "CARACAL_TOKEN_CACHE_SECONDS": ("token_cache_seconds", _positive_float),
+    "CARACAL_HTTP_FAST_PATH": ("http_fast_path", _bool),
     "CARACAL_DCR_RATE_LIMIT": ("dcr_rate_limit", _int_in(1, 1_000_000)),
     "CARACAL_METRICS_ENABLED": ("metrics_enabled", _bool),
     "CARACAL_METRICS_TOKEN": ("metrics_token", _admin_token),

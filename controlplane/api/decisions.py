@@ -143,7 +143,12 @@ _OK = "Request fulfilled, document follows"
 
 
 class DecisionController(Controller):
-    """The decision endpoints (zone scope)."""
+    """The decision endpoints (zone scope).
+
+    The service answers these two routes through a fast path in front of Litestar
+    (``controlplane.http.fast_path``, ``opt["fast_path"]``) that runs the same guard, the
+    same ``answer_*`` function and the same exception handlers; the handlers below answer
+    what it passes on (and document the routes)."""
 
     path = "/v1/zones/{zone_id:str}/decisions"
     tags = ["decisions"]
@@ -153,7 +158,7 @@ class DecisionController(Controller):
     @post(
         "/",
         status_code=200,
-        opt={"token_cache": True},
+        opt={"token_cache": True, "fast_path": answer_decision},
         dependencies={"documented_body": Provide(_documents_request_body, sync_to_thread=False)},
         responses={
             200: ResponseSpec(DecisionResponse, generate_examples=False, description=_OK),
@@ -169,7 +174,7 @@ class DecisionController(Controller):
     @post(
         "/batch",
         status_code=200,
-        opt={"token_cache": True},
+        opt={"token_cache": True, "fast_path": answer_batch},
         dependencies={"documented_body": Provide(_documents_batch_body, sync_to_thread=False)},
         responses={
             200: ResponseSpec(BatchDecisionResponse, generate_examples=False, description=_OK),
