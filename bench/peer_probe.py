@@ -84,8 +84,8 @@ def _install() -> None:
     from controlplane.pdp import runtime
 
     writer = decision_events.DecisionAuditWriter
-    writer._insert = _timed("flush", lambda self, events: len(events))(writer._insert)  # type: ignore[method-assign]
-    writer.write = _timed("commit_wait")(writer.write)  # type: ignore[method-assign]
+    writer._insert = _timed("flush", lambda self, events, *_, **__: len(events))(writer._insert)  # type: ignore[method-assign]
+    writer.write_all = _timed("commit_wait")(writer.write_all)  # type: ignore[method-assign]
     guard.lookup_token = _timed("token_lookup")(guard.lookup_token)
     runtime.PdpRuntime.reconcile = _timed("reconcile")(runtime.PdpRuntime.reconcile)  # type: ignore[method-assign]
     relay.Relay.run_once = _timed("relay_sweep")(relay.Relay.run_once)  # type: ignore[method-assign]

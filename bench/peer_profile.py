@@ -60,27 +60,33 @@ PROBE = Path(__file__).resolve().parent / "peer_probe.py"
 _OURS: list[tuple[str, str, str]] = [
     ("pdp/evaluate.py", "*", "Rego evaluation (evaluate_set: set_input, eval_rule, normalise)"),
     (
-        "api/decisions.py",
+        "decisions/pipeline.py",
         "evaluate",
         "Rego evaluation (evaluate_set: set_input, eval_rule, normalise)",
     ),
     ("api/decisions.py", "decode_request", "request decoding (msgspec, strict)"),
+    ("api/decisions.py", "decode_batch", "request decoding (msgspec, strict)"),
     ("strict_input.py", "*", "request decoding (msgspec, strict)"),
-    ("api/decisions.py", "respond", "response building + encoding"),
-    ("api/decisions.py", "record_decision", "audit event building (metadata, redact, uuid7)"),
-    ("api/decisions.py", "audited", "audit event building (metadata, redact, uuid7)"),
-    ("api/decisions.py", "audited_input", "audit event building (metadata, redact, uuid7)"),
-    ("api/decisions.py", "_size_and_hash", "audit event building (metadata, redact, uuid7)"),
-    ("secret_fields.py", "*", "audit event building (metadata, redact, uuid7)"),
-    ("decision_audit.py", "encode_batch", "audit writer: batch JSON encoding"),
-    ("decision_audit.py", "write", "audit writer: enqueue + future wake-up"),
-    ("decision_audit.py", "*", "audit writer: INSERT (psycopg) + flush loop"),
-    ("auth.py", "*", "auth (guard, bearer parse, SHA-256, token cache)"),
+    ("decisions/pipeline.py", "respond", "response building + encoding"),
+    ("api/decisions.py", "answer_decision", "response building + encoding"),
+    ("decisions/pipeline.py", "decision_event", "audit event building (metadata, redact, ids)"),
+    ("decisions/pipeline.py", "audited", "audit event building (metadata, redact, ids)"),
+    ("decisions/pipeline.py", "audited_input", "audit event building (metadata, redact, ids)"),
+    ("decisions/pipeline.py", "_size_and_hash", "audit event building (metadata, redact, ids)"),
+    ("secret_fields.py", "*", "audit event building (metadata, redact, ids)"),
+    ("decision_events.py", "encode_batch", "audit writer: batch JSON encoding"),
+    ("decision_events.py", "write", "audit writer: enqueue + future wake-up"),
+    ("decision_events.py", "write_all", "audit writer: enqueue + future wake-up"),
+    ("decision_events.py", "*", "audit writer: INSERT (psycopg) + flush loop"),
+    ("auth/guard.py", "*", "auth (guard, bearer parse, SHA-256, token cache)"),
     ("token_cache.py", "*", "auth (guard, bearer parse, SHA-256, token cache)"),
     ("crypto.py", "hash_admin_token", "auth (guard, bearer parse, SHA-256, token cache)"),
+    ("http/fast_path.py", "*", "fast path frame (routing, guard call, body, send)"),
     ("api/common.py", "*", "handler pipeline (other)"),
     ("sessions.py", "*", "handler pipeline (other)"),
+    ("decisions/pipeline.py", "*", "handler pipeline (other)"),
     ("api/decisions.py", "*", "handler pipeline (other)"),
+    ("ids.py", "*", "audit event building (metadata, redact, ids)"),
     ("request_context.py", "*", "request-id middleware"),
     ("pdp/runtime.py", "*", "background: PDP reconciliation"),
     ("relay.py", "*", "background: outbox relay"),
@@ -113,7 +119,7 @@ def bucket(stack: list[str]) -> str:
         for i, (function, file) in enumerate(frames)
         if "controlplane/" in file
         and "site-packages" not in file
-        and not file.endswith("__main__.py")
+        and not file.endswith(("__main__.py", "cli/serve.py", "cli/main.py"))
         and not function.startswith("<")
     ]
     if not ours:
@@ -132,7 +138,7 @@ def bucket(stack: list[str]) -> str:
         if any("uvicorn/" in f for f in deeper):
             return UVICORN
         return "request-id middleware (uuid7, header copy)"
-    if file.endswith("decision_audit.py") and any(fn == "encode_batch" for fn, _ in frames):
+    if file.endswith("decision_events.py") and any(fn == "encode_batch" for fn, _ in frames):
         return "audit writer: batch JSON encoding"
     if file.endswith("api/decisions.py") and function == "decide":
         if any("litestar/serialization" in f for f in deeper):

@@ -84,7 +84,7 @@ class _InDoubt(Exception):
 class DecisionEvent:
     """One audit row of a decision (``event_type`` ``decision`` unless a hook says else)."""
 
-    id: UUID
+    id: UUID | str
     zone_id: str
     request_id: str | None
     actor_id: str | None

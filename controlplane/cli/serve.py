@@ -62,6 +62,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lifespan="on",
             timeout_graceful_shutdown=30,
             http="controlplane.http.server_protocol:GuardedHttpToolsProtocol",
+            # The service never reads the client's address, so X-Forwarded-* rewriting is
+            # work for nothing on every request; no ``server: uvicorn`` header either.
+            proxy_headers=False,
+            server_header=False,
         )
     return 0
 

@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from uuid6 import uuid7
 
 from controlplane.audit.decision_events import AuditWriteError, DecisionEvent
 from controlplane.decisions.sessions import SessionGate, session_denial, session_gate, session_gates
 from controlplane.decisions.step_up import apply_step_up
 from controlplane.errors import Conflict, NotFound, Unavailable
+from controlplane.ids import new_id
 from controlplane.keys.crypto import sign_jws
 from controlplane.keys.secret_fields import redact, scrub, secret_values
 from controlplane.keys.zone_keys import current_signing_key
@@ -204,7 +204,7 @@ def decision_event(ctx: DecisionContext, outcome: Outcome) -> DecisionEvent:
             "diagnostics": scrubbed_diagnostics(shadow.diagnostics, secrets),
         }
     return DecisionEvent(
-        id=uuid7(),
+        id=new_id(),
         zone_id=ctx.zone_id,
         request_id=ctx.request_id,
         actor_id=ctx.actor_id,
@@ -358,7 +358,7 @@ async def decide_batch(
             zone_id=zone_id,
             input=item,
             actor_id=actor_id,
-            request_id=str(uuid7()),
+            request_id=new_id(),
             occurred_at=now,
             sign=sign,
             audit_metadata={"batch_request_id": request_id},

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from uuid6 import uuid7
+
+from controlplane.ids import new_id
 
 from controlplane.metrics.http import observe_request
 from controlplane.request_id import REQUEST_ID, current_request_id
@@ -29,7 +30,7 @@ _HEADER = b"x-request-id"
 
 def new_request_id() -> str:
     """A fresh UUIDv7 request id."""
-    return str(uuid7())
+    return new_id()
 
 
 def incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
