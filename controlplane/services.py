@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controlplane.audit.decision_events import DecisionAuditWriter
+from controlplane.audit.decision_events import DecisionAuditSink
 from controlplane.auth.token_cache import TokenCache
 from controlplane.db.pool import Database
 from controlplane.fleet.service import Fleet
@@ -24,8 +24,8 @@ class Services:
     hasher: SecretHasher
     #: the zones' compiled policy sets, evaluated in process
     runtime: PdpRuntime
-    #: the decision audit log's group-commit writer
-    audit_writer: DecisionAuditWriter
+    #: the decision audit log's group-commit writer(s)
+    audit_writer: DecisionAuditSink
     #: recently verified admin tokens
     token_cache: TokenCache
     #: OPA fleets: held bundle requests and built bundles

@@ -52,6 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     relay_enabled: bool = True
     token_cache_seconds: float = 1.0
     http_fast_path: bool = True
+    audit_writer_connections: int = 1
     dcr_rate_limit: int = 10
     metrics_enabled: bool = True
     metrics_token: str | None = None
@@ -212,6 +213,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CARACAL_RELAY_ENABLED": ("relay_enabled", _bool),
     "CARACAL_TOKEN_CACHE_SECONDS": ("token_cache_seconds", _positive_float),
     "CARACAL_HTTP_FAST_PATH": ("http_fast_path", _bool),
+    "CARACAL_AUDIT_WRITER_CONNECTIONS": ("audit_writer_connections", _int_in(1, 16)),
     "CARACAL_DCR_RATE_LIMIT": ("dcr_rate_limit", _int_in(1, 1_000_000)),
     "CARACAL_METRICS_ENABLED": ("metrics_enabled", _bool),
     "CARACAL_METRICS_TOKEN": ("metrics_token", _admin_token),

@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 from uuid6 import uuid7
 
 from controlplane.audit.decision_events import AuditWriteError, DecisionAuditWriter, DecisionEvent
+from controlplane.audit.writer_lanes import DecisionAuditLanes
 from tests.api.policy_helpers import ALLOW, active_set
 from tests.redis_fixture import free_port
 
@@ -121,3 +122,30 @@ def test_every_answered_decision_is_in_the_audit_log(
         ).fetchall()
     }
     assert stored == set(request_ids)
+
+
+def test_lanes_spread_concurrent_writes_and_keep_a_callers_events_together(
+    database_url: str, db: psycopg.Connection[Any]
+) -> None:
+    singles = [event("lanes") for _ in range(40)]
+    grouped = [event("lanes") for _ in range(5)]
+
+    async def main() -> None:
+        lanes = DecisionAuditLanes(database_url, 2)
+        lanes.start()
+        try:
+            await asyncio.gather(*(lanes.write(e) for e in singles), lanes.write_all(grouped))
+        finally:
+            await lanes.close()
+
+    asyncio.run(main())
+    rows = db.execute("SELECT count(*) AS n FROM audit_events WHERE zone_id = 'lanes'").fetchone()
+    assert rows["n"] == 45
+    # both connections wrote, and the grouped events went in one statement (one transaction)
+    transactions = (
+        "SELECT count(DISTINCT xmin::text) AS n FROM audit_events WHERE zone_id = 'lanes'"
+    )
+    assert db.execute(transactions).fetchone()["n"] >= 2
+    ids = [e.id for e in grouped]
+    one = db.execute(transactions + " AND id = ANY(%s)", (ids,)).fetchone()
+    assert one["n"] == 1

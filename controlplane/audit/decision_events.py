@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -140,6 +140,8 @@ class DecisionAuditWriter:
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: True while an INSERT is on its way (``DecisionAuditLanes`` looks)
+        self.flushing = False
 
     async def write(self, event: DecisionEvent) -> None:
         """Return once ``event`` is committed; raise ``AuditWriteError`` if it could not be."""
@@ -175,10 +177,17 @@ class DecisionAuditWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            self.flushing = True
             while self._queue:
                 await self._flush()
+            self.flushing = False
             if self._stopping:
                 return
+
+    @property
+    def queued(self) -> int:
+        """How many writes wait for the next INSERT."""
+        return len(self._queue)
 
     def _take(self) -> list[Pending]:
         """The next groups from the queue: up to ``max_batch`` events (at least one group)."""
@@ -314,8 +323,19 @@ def _without_nul(event: DecisionEvent) -> DecisionEvent:
     )
 
 
+class DecisionAuditSink(Protocol):
+    """What the decision pipeline writes to: a ``DecisionAuditWriter`` or several
+    (``controlplane.audit.writer_lanes``)."""
+
+    async def write_all(self, events: list[DecisionEvent]) -> None: ...
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @asynccontextmanager
-async def decision_audit_component(writer: DecisionAuditWriter) -> AsyncIterator[None]:
+async def decision_audit_component(writer: DecisionAuditSink) -> AsyncIterator[None]:
     """Run the writer for the life of the process; flush what is queued at shutdown."""
     writer.start()
     try:

@@ -11,7 +11,6 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from controlplane.ids import new_id
-
 from controlplane.metrics.http import observe_request
 from controlplane.request_id import REQUEST_ID, current_request_id
 
