@@ -263,10 +263,13 @@ class Bench:
             for size in BATCH_SIZES:
                 before = self.audit_rows()
                 script = decision_script({"inputs": [E2E_INPUT] * size})
-                results, sample = self.load(served, postgres=True, script=script)
+                results, sample = self.load(Served(url, script, served.pid), postgres=True)
                 time.sleep(0.5)  # let the in-flight batches of the closed connections commit
                 self.tally.add(self.audit_rows() - before, results, per_request=size)
                 w = results[1]
+                if w.status_errors:
+                    lines.append(f"batch of {size}: {w.status_errors} non-2xx answers (broken)")
+                    continue
                 lines.append(
                     f"batch of {size:>3} (ours, {workers} worker{'s' * (workers > 1)}):"
                     f" {w.rps * size:,.0f} decisions/s ({w.rps:,.0f} req/s),"
