@@ -268,6 +268,7 @@ def run_wrk(
     path = tmp / f"wrk-{secrets.token_hex(4)}.lua"
     path.write_text(script + _DONE_HOOK)
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(path)]
+    command += ["--timeout", "30s"]  # a batch of 100 on a busy machine can take over 2 s
     out = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK_RESULT "))
     raw = json.loads(line.removeprefix("WRK_RESULT "))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import types
 import typing
-from itertools import accumulate
 from typing import Any
 
 import msgspec
@@ -112,14 +111,32 @@ def decode_strictly(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
 #: the depth is bounded once, here, for every body.
 MAX_DEPTH = 64
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_BRACKET = re.compile(rb"[\[\]{}]")
-_STEP = {ord("{"): 1, ord("["): 1, ord("}"): -1, ord("]"): -1}
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
 
 
-def nesting_depth(body: bytes) -> int:
-    """The deepest nesting of objects and arrays in a well-formed JSON document."""
-    brackets = b"".join(_BRACKET.findall(_STRING.sub(b"", body)))
-    return max(accumulate(_STEP[b] for b in brackets), default=0)
+def nesting_depth(body: bytes, limit: int = MAX_DEPTH) -> int:
+    """The deepest nesting of objects and arrays in a well-formed JSON document, counted up
+    to ``limit + 1`` (enough to tell whether it is deeper than ``limit``).
+
+    Strings removed and every other character but brackets deleted, each pass deletes every
+    innermost ``[]``/``{}`` pair in one scan: the number of passes that empty the brackets is
+    the depth. All of it runs in C (a batch of inputs has more brackets than the limit while
+    nesting little: walking every bracket in Python cost ~10 % of a batch request)."""
+    brackets = _without_strings(body).translate(None, _NOT_BRACKETS)
+    depth = 0
+    while brackets and depth <= limit:
+        brackets = _EMPTY_PAIR.sub(b"", brackets)
+        depth += 1
+    return depth
+
+
+def _without_strings(body: bytes) -> bytes:
+    """``body`` without its JSON strings. Without an escaped quote in the document, every
+    ``"`` opens or closes a string, so splitting on it is exact (and fast); else the regex."""
+    if b'\\"' not in body:
+        return b"".join(body.split(b'"')[0::2])
+    return _STRING.sub(b"", body)
 
 
 def too_deep() -> ApiError:

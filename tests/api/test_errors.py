@@ -13,6 +13,7 @@ from litestar.testing import TestClient
 
 from controlplane.app import create_app
 from controlplane.http.errors import msgspec_issue
+from controlplane.http.strict_input import nesting_depth
 from tests.api.test_auth_matrix import fill, v1_routes
 from tests.conftest import ADMIN_TOKEN, TEST_KEK
 
@@ -231,3 +232,21 @@ def test_a_client_that_goes_away_is_not_logged_as_a_server_fault(
         asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any(r.getMessage() == "client disconnected" for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("body", "depth"),
+    [
+        (b"1", 0),
+        (b'{"a": [1, {"b": []}]}', 4),
+        (b'{"s": "[[[[{{{{"}', 1),
+        (b'[[["]]", [[[]]], "[["]]]', 6),  # brackets in strings do not count …
+        (b'{"a\\"[": ["x\\"]]]"]}', 2),  # … nor with escaped quotes
+        (b'[{}, [[]], {"a": {"b": {}}}]', 4),
+        (b"[" * 64 + b"]" * 64, 64),
+        (b"[" * 65 + b"]" * 65, 65),
+        (b"[" * 500 + b"]" * 500, 65),  # counted only to the limit + 1
+    ],
+)
+def test_nesting_depth_ignores_strings_and_stops_past_the_limit(body: bytes, depth: int) -> None:
+    assert nesting_depth(body) == depth
