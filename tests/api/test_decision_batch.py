@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from litestar.testing import TestClient
 
+from controlplane.decisions.input_limits import MAX_REQUESTED_SCOPES
 from tests.api.policy_helpers import ALLOW, active_set
 from tests.api.test_decision_sessions import STEP_UP, session
 from tests.conftest import bearer
@@ -255,3 +256,15 @@ def test_openapi_documents_the_batch_route(client: TestClient) -> None:
     for status in ("400", "401", "403", "404", "409", "413", "503"):
         schema = responses[status]["content"]["application/json"]["schema"]
         assert schema == {"$ref": "#/components/schemas/ErrorBody"}, status
+
+
+def test_an_item_over_an_input_limit_refuses_the_batch(
+    client: TestClient, zone: dict[str, Any], db: psycopg.Connection[Any]
+) -> None:
+    z = zone["id"]
+    active_set(client, z, ALLOW)
+    too_many = {"requested_scopes": [f"s{i}" for i in range(MAX_REQUESTED_SCOPES + 1)]}
+    response = batch(client, z, {"inputs": [{}, too_many]})
+    assert response.status_code == 400, response.text
+    assert response.json()["issues"][0]["path"] == ["inputs", 1, "requested_scopes"]
+    assert decision_rows(db, z) == []
