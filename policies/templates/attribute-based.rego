@@ -52,7 +52,11 @@ clearance := value if {
 result := {"decision": "deny", "reasons": ["subject_inactive"]} if {
 	attributes.status in settings.inactive_statuses
 } else := {"decision": "deny", "reasons": ["risk_score_too_high"]} if {
-	risk_too_high
+	input.context.risk_score > settings.max_risk_score
+} else := {"decision": "deny", "reasons": ["risk_score_too_high"]} if {
+	# A risk score that is present but not a number counts as too high.
+	risk := input.context.risk_score
+	not is_number(risk)
 } else := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
 	not scopes_requested
 } else := {"decision": "allow", "reasons": ["attributes_permit_requested_scopes"]} if {
@@ -64,14 +68,6 @@ result := {"decision": "deny", "reasons": ["subject_inactive"]} if {
 } if {
 	count(granted) > 0
 } else := {"decision": "deny", "reasons": ["attributes_permit_no_requested_scope"]}
-
-# A risk score that is present but not a number counts as too high.
-risk_too_high if {
-	risk := input.context.risk_score
-	not is_number(risk)
-}
-
-risk_too_high if input.context.risk_score > settings.max_risk_score
 
 # The request asks for at least one scope.
 scopes_requested if {

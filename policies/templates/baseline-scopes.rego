@@ -29,26 +29,23 @@ requested := scopes if {
 	is_array(scopes)
 } else := []
 
-# The scopes the resource offers, as a set (looked up once per requested scope).
-offered := {scope | some scope in input.resource.scopes} if is_array(input.resource.scopes)
-else := set()
-
 # ---- Policy -------------------------------------------------------------------------
 
-malformed if {
-	some scope in requested
-	not well_formed(scope)
-}
+# The requested scopes the resource offers, in the order requested, repeats kept.
+granted := [scope | some scope in requested; scope in offered] if {
+	is_array(input.resource.scopes)
 
-# In the order requested, repeats kept.
-granted := [scope | some scope in requested; scope in offered]
+	# As a set, so each lookup is one step whatever the lengths.
+	offered := {scope | some scope in input.resource.scopes}
+} else := []
 
 result := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
 	count(requested) == 0
 } else := {"decision": "deny", "reasons": ["too_many_scopes"]} if {
 	count(requested) > max_scopes
 } else := {"decision": "deny", "reasons": ["malformed_scope"]} if {
-	malformed
+	some scope in requested
+	not well_formed(scope)
 } else := {"decision": "allow", "reasons": ["scopes_offered_by_resource"]} if {
 	count(granted) == count(requested)
 } else := {

@@ -10,11 +10,12 @@ import rego.v1
 
 # ---- Settings -------------------------------------------------------------------------
 
-# How long an authentication stays good, and how far in the future an authentication time
-# may lie (clocks differ a little).
-max_authentication_age := "12h"
-
-clock_skew := "5m"
+settings := {
+	# How long an authentication stays good.
+	"max_authentication_age": "12h",
+	# How far in the future an authentication time may lie (clocks differ a little).
+	"clock_skew": "5m",
+}
 
 # ---- Input --------------------------------------------------------------------------
 
@@ -25,13 +26,13 @@ session_present if is_object(input.session)
 now := time.parse_rfc3339_ns(input.context.time) if is_string(input.context.time)
 else := time.now_ns()
 
-expires_at := time.parse_rfc3339_ns(input.session.expires_at) if {
-	is_string(input.session.expires_at)
-	input.session.expires_at != ""
-}
-
-authenticated_at := time.parse_rfc3339_ns(input.session.authenticated_at) if {
-	is_string(input.session.authenticated_at)
+# The session's times that are readable, in nanoseconds since the epoch.
+session_times := {field: ns |
+	some field in ["expires_at", "authenticated_at"]
+	value := input.session[field]
+	is_string(value)
+	value != ""
+	ns := time.parse_rfc3339_ns(value)
 }
 
 # A delegated session belongs to the user who delegated, not to the acting subject.
@@ -52,23 +53,23 @@ violations contains "session_missing" if not session_present
 
 violations contains "session_expiry_missing" if {
 	session_present
-	not expires_at
+	not session_times.expires_at
 }
 
-violations contains "session_expired" if expires_at <= now
+violations contains "session_expired" if session_times.expires_at <= now
 
 violations contains "authentication_too_old" if {
-	now - authenticated_at > time.parse_duration_ns(max_authentication_age)
+	now - session_times.authenticated_at > time.parse_duration_ns(settings.max_authentication_age)
 }
 
 violations contains "authentication_in_future" if {
-	authenticated_at - now > time.parse_duration_ns(clock_skew)
+	session_times.authenticated_at - now > time.parse_duration_ns(settings.clock_skew)
 }
 
 # An authentication time that is present but unreadable must not pass unchecked.
 violations contains "authentication_time_invalid" if {
 	input.session.authenticated_at != null
-	not authenticated_at
+	not session_times.authenticated_at
 }
 
 violations contains "session_subject_mismatch" if {
