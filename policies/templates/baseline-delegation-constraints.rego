@@ -68,7 +68,7 @@ violations contains "delegated_session_without_chain" if {
 }
 
 # The violations of the hops, checked only when there is a chain (most requests have none,
-# and each check regorus visits costs about 2 µs: docs/performance.md).
+# and each check regorus visits costs about 3 µs: docs/performance.md).
 violations contains violation if {
 	count(chain) > 0
 	some violation in chain_violations

@@ -9,24 +9,23 @@ import rego.v1
 
 # ---- Settings -------------------------------------------------------------------------
 
-# Requests per minute, by subject type; default_limit for other types.
-limits := {"user": 600, "agent": 120, "service": 3000}
-
-default_limit := 300
-
-# Above this share of the limit the caller is asked to throttle.
-warn_ratio := 0.8
-
-# Seconds a denied caller is asked to wait.
-retry_after := 60
+settings := {
+	# Requests per minute, by subject type; default_limit for other types.
+	"limits": {"user": 600, "agent": 120, "service": 3000},
+	"default_limit": 300,
+	# Above this share of the limit the caller is asked to throttle.
+	"warn_ratio": 0.8,
+	# Seconds a denied caller is asked to wait.
+	"retry_after": 60,
+}
 
 # ---- Input --------------------------------------------------------------------------
 
 rate := input.context.request_rate
 
 limit := value if {
-	value := limits[input.subject.type]
-} else := default_limit
+	value := settings.limits[input.subject.type]
+} else := settings.default_limit
 
 # ---- Policy -------------------------------------------------------------------------
 
@@ -42,7 +41,7 @@ result := {"decision": "deny", "reasons": ["request_rate_invalid"]} if {
 } else := {
 	"decision": "deny",
 	"reasons": ["rate_limit_exceeded"],
-	"obligations": object.union(observed, {"retry_after": retry_after}),
+	"obligations": object.union(observed, {"retry_after": settings.retry_after}),
 } if {
 	rate > limit
 } else := {
@@ -50,7 +49,7 @@ result := {"decision": "deny", "reasons": ["request_rate_invalid"]} if {
 	"reasons": ["rate_limit_near"],
 	"obligations": object.union(observed, {"throttle": true}),
 } if {
-	rate > limit * warn_ratio
+	rate > limit * settings.warn_ratio
 } else := {
 	"decision": "allow",
 	"reasons": ["rate_within_limit"],
