@@ -57,9 +57,8 @@ result := {"decision": "deny", "reasons": ["subject_inactive"]} if {
 	# A risk score that is present but not a number counts as too high.
 	risk := input.context.risk_score
 	not is_number(risk)
-} else := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
-	not scopes_requested
 } else := {"decision": "allow", "reasons": ["attributes_permit_requested_scopes"]} if {
+	count(granted) > 0
 	count(granted) == count(input.requested_scopes)
 } else := {
 	"decision": "partial",
@@ -67,6 +66,8 @@ result := {"decision": "deny", "reasons": ["subject_inactive"]} if {
 	"granted_scopes": granted,
 } if {
 	count(granted) > 0
+} else := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
+	not scopes_requested
 } else := {"decision": "deny", "reasons": ["attributes_permit_no_requested_scope"]}
 
 # The request asks for at least one scope.
@@ -78,6 +79,7 @@ scopes_requested if {
 # The requested scopes whose requirement the subject meets, in the order requested, repeats
 # kept; a scope that is not a string is never granted.
 granted := [scope |
+	is_array(input.requested_scopes)
 	some scope in input.requested_scopes
 	is_string(scope)
 

@@ -47,14 +47,7 @@ has_parent if {
 
 # ---- Policy -------------------------------------------------------------------------
 
-# Negate the named rule, not is_object(input.session): OPA leaves a negated call over a
-# missing value undefined, so that form would let a request without a session through there.
-violations contains "session_missing" if not session_present
-
-violations contains "session_expiry_missing" if {
-	session_present
-	not session_times.expires_at
-}
+violations contains "session_expiry_missing" if not session_times.expires_at
 
 violations contains "session_expired" if session_times.expires_at <= now
 
@@ -82,6 +75,11 @@ violations contains "delegated_session_without_parent" if {
 	not has_parent
 }
 
-result := {"decision": "deny", "reasons": sort(violations)} if {
+# A request without a session is denied for that alone. Negate the named rule, not
+# is_object(input.session): OPA leaves a negated call over a missing value undefined, so
+# that form would let a request without a session through there.
+result := {"decision": "deny", "reasons": ["session_missing"]} if {
+	not session_present
+} else := {"decision": "deny", "reasons": sort(violations)} if {
 	count(violations) > 0
 } else := {"decision": "allow", "reasons": ["session_active"]}
