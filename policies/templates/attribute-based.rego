@@ -35,13 +35,8 @@ settings := {
 # ---- Input --------------------------------------------------------------------------
 # A field of the wrong type counts as absent.
 
-attributes := value if {
-	value := input.subject.attributes
-	is_object(value)
-} else := {}
-
 clearance := value if {
-	value := attributes.clearance
+	value := input.subject.attributes.clearance
 	is_number(value)
 } else := 0
 
@@ -50,7 +45,7 @@ clearance := value if {
 # (docs/performance.md).
 
 result := {"decision": "deny", "reasons": ["subject_inactive"]} if {
-	attributes.status in settings.inactive_statuses
+	input.subject.attributes.status in settings.inactive_statuses
 } else := {"decision": "deny", "reasons": ["risk_score_too_high"]} if {
 	input.context.risk_score > settings.max_risk_score
 } else := {"decision": "deny", "reasons": ["risk_score_too_high"]} if {
@@ -101,6 +96,6 @@ granted := [scope |
 
 # The subject's department and type as requirements list them (null when absent).
 subject_facts := {
-	"departments": object.get(attributes, "department", null),
+	"departments": object.get(input, ["subject", "attributes", "department"], null),
 	"subject_types": object.get(input, ["subject", "type"], null),
 }
