@@ -27,6 +27,10 @@ NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
 
 
+#: The ``json_schema_extra`` of a PATCH body: ``changes_of`` refuses one that sets nothing.
+AT_LEAST_ONE_FIELD: dict[str, Any] = {"minProperties": 1}
+
+
 def changes_of(patch: msgspec.Struct) -> dict[str, Any]:
     """The fields a PATCH body sets (``UNSET`` ones left out); Invalid no_fields when none."""
     changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}

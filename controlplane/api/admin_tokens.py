@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
@@ -49,6 +49,15 @@ class AdminTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
     zone_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     expires_in: Annotated[int, msgspec.Meta(ge=MIN_TOKEN_TTL, le=MAX_TOKEN_TTL)] | None = None
 
+    example: ClassVar[dict[str, Any]] = {"name": "ci", "scope": "zone", "zone_id": "zone1"}
+    # ``zone_id`` is required when ``scope`` is ``zone`` and refused otherwise (checked in
+    # ``create``).
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"scope": {"const": "zone"}}},
+        "then": {"required": ["zone_id"], "properties": {"zone_id": {"type": "string"}}},
+        "else": {"properties": {"zone_id": {"type": "null"}}},
+    }
+
 
 class AdminTokenController(Controller):
     """List, create and revoke admin tokens."""
@@ -65,7 +74,7 @@ class AdminTokenController(Controller):
             rows = await admin_tokens.list_tokens(conn)
         return [AdminTokenInfo(**{**row, "id": str(row["id"])}) for row in rows]
 
-    @post("/")
+    @post("/", opt={"errors": {404: "zone_not_found"}})
     async def create(
         self, request: Request, services: Services, data: AdminTokenCreate
     ) -> AdminTokenCreated:
@@ -93,7 +102,7 @@ class AdminTokenController(Controller):
             token=token,
         )
 
-    @delete("/{token_id:str}", status_code=204)
+    @delete("/{token_id:str}", status_code=204, opt={"errors": {404: "admin_token_not_found"}})
     async def revoke(self, request: Request, token_id: str, services: Services) -> None:
         """Revoke a token: it answers 401 from then on."""
         async with services.db.transaction() as conn:

@@ -54,7 +54,15 @@ class ApplicationController(Controller):
                 consent=data.consent,
             )
 
-    @post("/register")
+    @post(
+        "/register",
+        opt={
+            "errors": {
+                403: "dcr_disabled",
+                429: ("dcr_rate_limit_exceeded", "dcr_limit_exceeded"),
+            }
+        },
+    )
     async def register_application(
         self, request: Request, zone_id: str, services: Services, data: ApplicationRegister
     ) -> Application:
@@ -78,13 +86,22 @@ class ApplicationController(Controller):
                 expires_in=data.expires_in,
             )
 
-    @get("/{app_id:str}")
+    @get("/{app_id:str}", opt={"errors": {404: "application_not_found"}})
     async def get_application(self, zone_id: str, app_id: str, services: Services) -> Application:
         """One active application."""
         async with services.db.transaction() as conn:
             return await applications.get_application(conn, zone_id, app_id)
 
-    @patch("/{app_id:str}")
+    @patch(
+        "/{app_id:str}",
+        opt={
+            "errors": {
+                400: "no_fields",
+                404: "application_not_found",
+                409: "app_referenced_by_active_policy",
+            }
+        },
+    )
     async def update_application(
         self,
         request: Request,
@@ -110,7 +127,7 @@ class ApplicationController(Controller):
                 actor=actor_id(request),
             )
 
-    @delete("/{app_id:str}", status_code=204)
+    @delete("/{app_id:str}", status_code=204, opt={"errors": {404: "application_not_found"}})
     async def archive_application(
         self, request: Request, zone_id: str, app_id: str, services: Services
     ) -> None:

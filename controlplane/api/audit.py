@@ -21,6 +21,7 @@ from controlplane.api.pagination import (
     CursorParam,
     LimitParam,
     Position,
+    TimeQuery,
     decode_cursor,
     next_page,
 )
@@ -162,13 +163,13 @@ class AuditController(Controller):
     tags = ["audit"]
     dependencies = {"services": Provide(services_of, sync_to_thread=False)}
 
-    @get("/")
+    @get("/", opt={"errors": {400: "invalid_cursor"}})
     async def list_events(
         self,
         zone_id: str,
         services: Services,
-        since: str | None = None,
-        until: str | None = None,
+        since: TimeQuery = None,
+        until: TimeQuery = None,
         request_id: str | None = None,
         decision: DecisionFilter | None = None,
         event_type: str | None = None,
@@ -196,7 +197,7 @@ class AuditController(Controller):
         )
         return AuditPage(rows=[to_event(row) for row in page], next_cursor=next_cursor)
 
-    @get("/by-request/{request_id:str}")
+    @get("/by-request/{request_id:str}", opt={"errors": {404: "request_not_found"}})
     async def by_request(
         self, zone_id: str, request_id: str, services: Services
     ) -> list[AuditEventDetail]:

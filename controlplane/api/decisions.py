@@ -8,7 +8,7 @@ in); everything else happens in the pipeline.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from litestar import Controller, Request, post
@@ -37,12 +37,26 @@ class DecisionRequest(msgspec.Struct, forbid_unknown_fields=True):
     input: dict[str, Any]
     sign: bool = False
 
+    stored: ClassVar[bool] = False  # the input may hold any JSON (not stored)
+    example: ClassVar[dict[str, Any]] = {
+        "input": {"action": "orders:read", "subject": {"id": "user-1"}},
+        "sign": False,
+    }
+
 
 class BatchDecisionRequest(msgspec.Struct, forbid_unknown_fields=True):
     """POST …/decisions/batch body: 1 to 100 decision inputs."""
 
     inputs: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_BATCH_INPUTS)]
     sign: bool = False
+
+    stored: ClassVar[bool] = False  # the inputs may hold any JSON (not stored)
+    example: ClassVar[dict[str, Any]] = {
+        "inputs": [
+            {"action": "orders:read", "subject": {"id": "user-1"}},
+            {"action": "orders:write", "subject": {"id": "user-1"}},
+        ],
+    }
 
 
 class BatchDecisionResponse(msgspec.Struct):

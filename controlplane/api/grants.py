@@ -10,7 +10,13 @@ from litestar import Controller, Request, delete, get, post
 from litestar.di import Provide
 
 from controlplane.api.common import actor_id, services_of
-from controlplane.api.pagination import CursorParam, LimitParam, decode_cursor, next_page
+from controlplane.api.pagination import (
+    CursorParam,
+    LimitParam,
+    UuidQuery,
+    decode_cursor,
+    next_page,
+)
 from controlplane.decisions import grants
 from controlplane.decisions.grants import Grant, GrantCreate, GrantStatus, to_grant
 from controlplane.http.errors import invalid_query
@@ -42,7 +48,15 @@ class GrantController(Controller):
     tags = ["grants"]
     dependencies = {"services": Provide(services_of, sync_to_thread=False)}
 
-    @post("/")
+    @post(
+        "/",
+        opt={
+            "errors": {
+                403: "grant_scopes_exceed_resource",
+                404: ("application_not_found", "resource_not_found"),
+            }
+        },
+    )
     async def create_grant(
         self, request: Request, zone_id: str, services: Services, data: GrantCreate
     ) -> Grant:
@@ -50,14 +64,14 @@ class GrantController(Controller):
         async with services.db.transaction() as conn:
             return await grants.create_grant(conn, zone_id, data, actor=actor_id(request))
 
-    @get("/")
+    @get("/", opt={"errors": {400: "invalid_cursor"}})
     async def list_grants(
         self,
         zone_id: str,
         services: Services,
-        application_id: str | None = None,
+        application_id: UuidQuery = None,
         user_id: str | None = None,
-        resource_id: str | None = None,
+        resource_id: UuidQuery = None,
         status: GrantStatus | None = None,
         limit: LimitParam = 100,
         cursor: CursorParam = None,
@@ -83,13 +97,13 @@ class GrantController(Controller):
         page, next_cursor = next_page(services.kek, CURSOR_KIND, zone_id, rows, limit, "created_at")
         return GrantPage(rows=[to_grant(row) for row in page], next_cursor=next_cursor)
 
-    @get("/{grant_id:str}")
+    @get("/{grant_id:str}", opt={"errors": {404: "grant_not_found"}})
     async def get_grant(self, zone_id: str, grant_id: str, services: Services) -> Grant:
         """One grant; 404 grant_not_found."""
         async with services.db.transaction() as conn:
             return await grants.get_grant(conn, zone_id, grant_id)
 
-    @delete("/{grant_id:str}", status_code=204)
+    @delete("/{grant_id:str}", status_code=204, opt={"errors": {404: "grant_not_found"}})
     async def revoke_grant(
         self, request: Request, zone_id: str, grant_id: str, services: Services
     ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
 
 
 class Health(msgspec.Struct):
@@ -20,13 +21,18 @@ class Readiness(msgspec.Struct):
     draining: bool
 
 
-@get("/health", opt={"scope": "public"}, tags=["health"])
+@get("/health", opt={"scope": "public", "database": False}, tags=["health"])
 async def health() -> Health:
     """Always 200 while the process runs."""
     return Health(ok=True)
 
 
-@get("/ready", opt={"scope": "public"}, tags=["health"])
+@get(
+    "/ready",
+    opt={"scope": "public", "database": False},
+    responses={503: ResponseSpec(Readiness, description="Not ready: database down or draining")},
+    tags=["health"],
+)
 async def ready(state: State) -> Response[Readiness]:
     """200 when the database answers and the service is not draining; 503 otherwise."""
     services = state.services

@@ -10,11 +10,12 @@ route exists only when ``CARACAL_LOCAL_BOOTSTRAP_ENABLED=true``.
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 from litestar import Request, Response, post
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
 
 from controlplane.api.common import actor_id, services_of
 from controlplane.audit.admin_events import record_event
@@ -43,6 +44,8 @@ class BootstrapBody(msgspec.Struct, forbid_unknown_fields=True):
     """Request body (optional)."""
 
     force: bool = False
+
+    example: ClassVar[dict[str, Any]] = {"force": False}
 
 
 class BootstrapResult(msgspec.Struct, omit_defaults=True):
@@ -234,7 +237,8 @@ async def _existing(
 
 @post(
     "/v1/local/bootstrap",
-    opt={"scope": "global"},
+    opt={"scope": "global", "errors": {409: "zone_not_local_bootstrap"}},
+    responses={200: ResponseSpec(BootstrapResult, description="The zone already existed")},
     dependencies={"services": Provide(services_of, sync_to_thread=False)},
     tags=["local"],
 )

@@ -34,6 +34,8 @@ __all__ = [
     "CursorParam",
     "LimitParam",
     "Position",
+    "TimeQuery",
+    "UuidQuery",
     "decode_cursor",
     "encode_cursor",
     "next_page",
@@ -54,7 +56,15 @@ LimitParam = Annotated[
 ]
 CursorParam = Annotated[
     str | None,
-    Parameter(description="opaque cursor from a previous page's next_cursor"),
+    Parameter(
+        description="opaque cursor from a previous page's next_cursor",
+        schema_extra={"pattern": "^[A-Za-z0-9_-]+$", "maxLength": _MAX_CURSOR_CHARS},
+    ),
+]
+#: Optional query filters the route parses itself (400 invalid_query when they do not parse).
+UuidQuery = Annotated[str | None, Parameter(schema_extra={"format": "uuid"})]
+TimeQuery = Annotated[
+    str | None, Parameter(description="RFC 3339 timestamp", schema_extra={"format": "date-time"})
 ]
 
 

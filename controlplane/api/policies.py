@@ -31,7 +31,7 @@ class PolicyController(Controller):
         async with services.db.transaction() as conn:
             return await policies.list_policies(conn, zone_id)
 
-    @post("/")
+    @post("/", opt={"errors": {422: "invalid_rego"}})
     async def create_policy(
         self, request: Request, zone_id: str, services: Services, data: PolicyCreate
     ) -> Policy:
@@ -41,13 +41,16 @@ class PolicyController(Controller):
         async with services.db.transaction() as conn:
             return await policies.create_policy(conn, zone_id, data, error, actor=actor)
 
-    @get("/{policy_id:str}")
+    @get("/{policy_id:str}", opt={"errors": {404: "policy_not_found"}})
     async def get_policy(self, zone_id: str, policy_id: str, services: Services) -> PolicyDetail:
         """The policy with its full version history (with content)."""
         async with services.db.transaction() as conn:
             return await policies.get_policy(conn, zone_id, policy_id)
 
-    @post("/{policy_id:str}/versions")
+    @post(
+        "/{policy_id:str}/versions",
+        opt={"errors": {404: "policy_not_found", 422: "invalid_rego"}},
+    )
     async def create_version(
         self,
         request: Request,
@@ -62,7 +65,7 @@ class PolicyController(Controller):
         async with services.db.transaction() as conn:
             return await policies.create_version(conn, zone_id, policy_id, data, error, actor=actor)
 
-    @delete("/{policy_id:str}", status_code=204)
+    @delete("/{policy_id:str}", status_code=204, opt={"errors": {404: "policy_not_found"}})
     async def archive_policy(
         self, request: Request, zone_id: str, policy_id: str, services: Services
     ) -> None:

@@ -41,13 +41,21 @@ class PolicySetController(Controller):
         async with services.db.transaction() as conn:
             return await policy_sets.create_set(conn, zone_id, data, actor=actor)
 
-    @get("/{set_id:str}")
+    @get("/{set_id:str}", opt={"errors": {404: "policy_set_not_found"}})
     async def get_set(self, zone_id: str, set_id: str, services: Services) -> PolicySetDetail:
         """The set with every version (and its manifest), ascending."""
         async with services.db.transaction() as conn:
             return await policy_sets.get_set(conn, zone_id, set_id)
 
-    @post("/{set_id:str}/versions")
+    @post(
+        "/{set_id:str}/versions",
+        opt={
+            "errors": {
+                404: ("policy_set_not_found", "policy_version_not_found"),
+                422: "invalid_policy_contract",
+            }
+        },
+    )
     async def create_version(
         self,
         request: Request,
@@ -62,7 +70,17 @@ class PolicySetController(Controller):
         async with services.db.transaction() as conn:
             return await policy_sets.create_version(conn, zone_id, set_id, data, actor=actor)
 
-    @post("/{set_id:str}/activate", status_code=202)
+    @post(
+        "/{set_id:str}/activate",
+        status_code=202,
+        opt={
+            "errors": {
+                404: ("policy_set_not_found", "version_not_found", "shadow_version_not_found"),
+                409: "referenced_policy_version_missing",
+                422: "invalid_policy_contract",
+            }
+        },
+    )
     async def activate(
         self, request: Request, zone_id: str, set_id: str, services: Services, data: ActivateBody
     ) -> Activation:
@@ -77,7 +95,7 @@ class PolicySetController(Controller):
         runtime.install(state)
         return result
 
-    @delete("/{set_id:str}", status_code=204)
+    @delete("/{set_id:str}", status_code=204, opt={"errors": {404: "policy_set_not_found"}})
     async def archive_set(
         self, request: Request, zone_id: str, set_id: str, services: Services
     ) -> None:

@@ -25,7 +25,7 @@ class ProviderController(Controller):
         async with services.db.transaction() as conn:
             return await providers.list_providers(conn, zone_id)
 
-    @post("/")
+    @post("/", opt={"errors": {409: "provider_identifier_taken"}})
     async def create_provider(
         self, request: Request, zone_id: str, services: Services, data: ProviderCreate
     ) -> Provider:
@@ -36,13 +36,22 @@ class ProviderController(Controller):
                 conn, services.kek, zone_id, data, config, actor=actor_id(request)
             )
 
-    @get("/{provider_id:str}")
+    @get("/{provider_id:str}", opt={"errors": {404: "provider_not_found"}})
     async def get_provider(self, zone_id: str, provider_id: str, services: Services) -> Provider:
         """One active provider."""
         async with services.db.transaction() as conn:
             return await providers.get_provider(conn, zone_id, provider_id)
 
-    @patch("/{provider_id:str}")
+    @patch(
+        "/{provider_id:str}",
+        opt={
+            "errors": {
+                400: "no_fields",
+                404: "provider_not_found",
+                409: "provider_identifier_taken",
+            }
+        },
+    )
     async def update_provider(
         self,
         request: Request,
@@ -58,7 +67,7 @@ class ProviderController(Controller):
                 conn, services.kek, zone_id, provider_id, changes, actor=actor_id(request)
             )
 
-    @delete("/{provider_id:str}", status_code=204)
+    @delete("/{provider_id:str}", status_code=204, opt={"errors": {404: "provider_not_found"}})
     async def archive_provider(
         self, request: Request, zone_id: str, provider_id: str, services: Services
     ) -> None:

@@ -30,7 +30,10 @@ class ResourceController(Controller):
         async with services.db.transaction() as conn:
             return await resources.list_resources(conn, zone_id)
 
-    @post("/")
+    @post(
+        "/",
+        opt={"errors": {404: "provider_not_found", 409: "resource_identifier_taken"}},
+    )
     async def create_resource(
         self, request: Request, zone_id: str, services: Services, data: ResourceCreate
     ) -> Resource:
@@ -39,13 +42,22 @@ class ResourceController(Controller):
         async with services.db.transaction() as conn:
             return await resources.create_resource(conn, zone_id, data, actor=actor_id(request))
 
-    @get("/{resource_id:str}")
+    @get("/{resource_id:str}", opt={"errors": {404: "resource_not_found"}})
     async def get_resource(self, zone_id: str, resource_id: str, services: Services) -> Resource:
         """One active resource."""
         async with services.db.transaction() as conn:
             return await resources.get_resource(conn, zone_id, resource_id)
 
-    @patch("/{resource_id:str}")
+    @patch(
+        "/{resource_id:str}",
+        opt={
+            "errors": {
+                400: "no_fields",
+                404: ("resource_not_found", "provider_not_found"),
+                409: "resource_identifier_taken",
+            }
+        },
+    )
     async def update_resource(
         self,
         request: Request,
@@ -62,7 +74,7 @@ class ResourceController(Controller):
                 conn, zone_id, resource_id, changes, actor=actor_id(request)
             )
 
-    @delete("/{resource_id:str}", status_code=204)
+    @delete("/{resource_id:str}", status_code=204, opt={"errors": {404: "resource_not_found"}})
     async def archive_resource(
         self, request: Request, zone_id: str, resource_id: str, services: Services
     ) -> None:

@@ -29,7 +29,7 @@ class SessionController(Controller):
     tags = ["sessions"]
     dependencies = {"services": Provide(services_of, sync_to_thread=False)}
 
-    @get("/")
+    @get("/", opt={"errors": {400: "invalid_cursor"}})
     async def list_sessions(
         self,
         zone_id: str,
@@ -51,7 +51,7 @@ class SessionController(Controller):
         page, next_cursor = next_page(services.kek, CURSOR_KIND, zone_id, rows, limit, "created_at")
         return SessionPage(rows=[to_session(row) for row in page], next_cursor=next_cursor)
 
-    @get("/{session_id:str}")
+    @get("/{session_id:str}", opt={"errors": {404: "session_not_found"}})
     async def get_session(self, zone_id: str, session_id: str, services: Services) -> Session:
         """One session; 404 session_not_found."""
         async with services.db.transaction() as conn:

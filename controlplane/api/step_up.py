@@ -35,7 +35,11 @@ class StepUpController(Controller):
         async with services.db.transaction() as conn:
             return await step_up.list_challenges(conn, zone_id, session_id=session_id, limit=limit)
 
-    @post("/{challenge_id:str}/satisfy", status_code=200)
+    @post(
+        "/{challenge_id:str}/satisfy",
+        status_code=200,
+        opt={"errors": {404: "challenge_not_found_or_expired"}},
+    )
     async def satisfy(
         self, request: Request, zone_id: str, challenge_id: str, services: Services
     ) -> Satisfied:

@@ -7,7 +7,7 @@ from litestar import get
 from controlplane.pdp.templates import Template, load_templates
 
 
-@get("/v1/policy-templates", opt={"scope": "public"}, tags=["policy-templates"])
+@get("/v1/policy-templates", opt={"scope": "public", "database": False}, tags=["policy-templates"])
 async def list_templates() -> list[Template]:
     """The built-in Rego templates: ``{id, name, description, content}``."""
     return load_templates()

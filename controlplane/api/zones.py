@@ -26,7 +26,7 @@ class ZoneController(Controller):
         async with services.db.transaction() as conn:
             return await zones.list_zones(conn)
 
-    @post("/", opt={"scope": "global"})
+    @post("/", opt={"scope": "global", "errors": {400: "invalid_zone"}})
     async def create_zone(self, request: Request, services: Services, data: ZoneCreate) -> Zone:
         """Create a zone (201)."""
         async with services.db.transaction() as conn:
@@ -40,7 +40,7 @@ class ZoneController(Controller):
         async with services.db.transaction() as conn:
             return await zones.get_zone(conn, zone_id)
 
-    @patch("/{zone_id:str}")
+    @patch("/{zone_id:str}", opt={"errors": {400: ("no_fields", "invalid_zone")}})
     async def update_zone(
         self, request: Request, zone_id: str, services: Services, data: ZonePatch
     ) -> Zone:

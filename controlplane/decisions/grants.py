@@ -7,7 +7,7 @@ in the zone and enqueues one ``caracal.session.revoke`` outbox message per sessi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 import msgspec
@@ -54,6 +54,13 @@ class GrantCreate(msgspec.Struct, forbid_unknown_fields=True):
     user_id: UserId
     resource_id: UUID
     scopes: Annotated[list[GrantScope], msgspec.Meta(min_length=1, max_length=64)]
+
+    example: ClassVar[dict[str, Any]] = {
+        "application_id": "0190f3c2-7b1e-7d3a-9c4e-2f6a8b1d5e70",
+        "user_id": "user-1",
+        "resource_id": "0190f3c2-7b1e-7d3a-9c4e-2f6a8b1d5e71",
+        "scopes": ["orders:read"],
+    }
 
 
 def to_grant(row: dict[str, Any]) -> Grant:

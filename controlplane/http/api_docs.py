@@ -11,6 +11,7 @@ from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
 from controlplane import __version__
+from controlplane.http.openapi import ContractOpenAPI
 
 SCHEMA_PATH = "/schema"
 #: Where the Swagger UI files are served (public, like the page itself).
@@ -19,7 +20,8 @@ FAVICON = f"{ASSETS_PATH}/favicon-32x32.png"
 
 
 def openapi_config() -> OpenAPIConfig:
-    """``/schema`` (the Swagger UI), ``/schema/swagger`` and ``/schema/openapi.{json,yaml}``."""
+    """``/schema`` (the Swagger UI), ``/schema/swagger`` and ``/schema/openapi.{json,yaml}``
+    (the JSON one is ``controlplane.http.openapi``'s document)."""
     return OpenAPIConfig(
         title="Caracal control plane",
         version=__version__,
@@ -30,7 +32,8 @@ def openapi_config() -> OpenAPIConfig:
                 css_url=f"{ASSETS_PATH}/swagger-ui.css",
                 standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
                 favicon=f"<link rel='icon' type='image/png' href='{FAVICON}'>",
-            )
+            ),
+            ContractOpenAPI(),
         ],
     )
 

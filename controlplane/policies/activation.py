@@ -3,7 +3,7 @@ beside it, observe-only); announced to every process through the outbox."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import msgspec
@@ -24,6 +24,8 @@ class ActivateBody(msgspec.Struct, forbid_unknown_fields=True):
 
     version_id: UUID
     shadow_version_id: UUID | None = None
+
+    example: ClassVar[dict[str, Any]] = {"version_id": "0190f3c2-7b1e-7d3a-9c4e-2f6a8b1d5e70"}
 
 
 class Activation(msgspec.Struct):

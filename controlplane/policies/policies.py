@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import msgspec
@@ -71,12 +71,21 @@ class PolicyCreate(msgspec.Struct, forbid_unknown_fields=True):
     owner_type: Text = "customer"
     schema_version: Text = DEFAULT_SCHEMA_VERSION
 
+    example: ClassVar[dict[str, Any]] = {
+        "name": "allow-all",
+        "content": 'package caracal.authz\n\nresult := {"allow": true}\n',
+    }
+
 
 class PolicyVersionCreate(msgspec.Struct, forbid_unknown_fields=True):
     """POST …/policies/{id}/versions body."""
 
     content: str
     schema_version: Text = DEFAULT_SCHEMA_VERSION
+
+    example: ClassVar[dict[str, Any]] = {
+        "content": 'package caracal.authz\n\nresult := {"allow": true}\n'
+    }
 
 
 _POLICY_COLUMNS = "id, zone_id, name, description, owner_type, created_by, created_at"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import msgspec
@@ -73,14 +73,27 @@ class PolicySetCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Text
     description: OptionalText | None = None
 
+    example: ClassVar[dict[str, Any]] = {"name": "default", "description": "Production rules"}
+
 
 class PolicySetVersionCreate(msgspec.Struct, forbid_unknown_fields=True):
     """POST …/policy-sets/{id}/versions body."""
 
     manifest: Annotated[
-        list[ManifestEntry], msgspec.Meta(min_length=1, max_length=MAX_MANIFEST_ENTRIES)
+        list[ManifestEntry],
+        # Duplicates are refused in code (400 invalid_body naming each).
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_MANIFEST_ENTRIES,
+            extra_json_schema={"uniqueItems": True},
+        ),
     ]
     schema_version: Text = DEFAULT_SCHEMA_VERSION
+
+    example: ClassVar[dict[str, Any]] = {
+        "manifest": [{"policy_version_id": "0190f3c2-7b1e-7d3a-9c4e-2f6a8b1d5e70"}],
+        "schema_version": DEFAULT_SCHEMA_VERSION,
+    }
 
 
 _SET_SELECT = (

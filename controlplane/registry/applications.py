@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 import msgspec
@@ -21,6 +21,7 @@ from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import one_row, parse_uuid
 from controlplane.errors import Conflict, Forbidden, Invalid, NotFound
+from controlplane.fields import AT_LEAST_ONE_FIELD
 from controlplane.keys.crypto import SecretHasher, generate_client_secret
 from controlplane.registry.dcr_limits import check_dcr_capacity, take_rate_slot
 from controlplane.registry.zones import require_zone
@@ -62,6 +63,13 @@ class ApplicationCreate(msgspec.Struct, forbid_unknown_fields=True):
     traits: list[NonEmpty] = []
     consent: bool = False
 
+    example: ClassVar[dict[str, Any]] = {
+        "name": "Support agent",
+        "registration_method": "managed",
+        "credential_type": "token",
+        "traits": ["agent"],
+    }
+
 
 class ApplicationRegister(msgspec.Struct, forbid_unknown_fields=True):
     """POST …/applications/register (DCR) body."""
@@ -71,6 +79,12 @@ class ApplicationRegister(msgspec.Struct, forbid_unknown_fields=True):
     client_secret: ClientSecret | None = None
     traits: list[NonEmpty] = []
     expires_in: ExpiresIn | None = None
+
+    example: ClassVar[dict[str, Any]] = {
+        "name": "CLI",
+        "credential_type": "public",
+        "expires_in": 3600,
+    }
 
 
 class ApplicationPatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -82,6 +96,9 @@ class ApplicationPatch(msgspec.Struct, forbid_unknown_fields=True):
     client_secret: ClientSecret | Unset = UNSET
     traits: list[NonEmpty] | Unset = UNSET
     consent: bool | Unset = UNSET
+
+    example: ClassVar[dict[str, Any]] = {"traits": ["agent", "internal"]}
+    json_schema_extra: ClassVar[dict[str, Any]] = AT_LEAST_ONE_FIELD
 
 
 APPLICATION_COLUMNS = (

@@ -8,7 +8,7 @@ listed by dotted path in ``secret_config_keys``; secret values are never returne
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 import msgspec
@@ -19,7 +19,7 @@ from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import parse_uuid, returning_unique
 from controlplane.errors import Conflict, Invalid, NotFound
-from controlplane.fields import Identifier, NonEmpty
+from controlplane.fields import AT_LEAST_ONE_FIELD, Identifier, NonEmpty
 from controlplane.keys.crypto import Kek
 from controlplane.keys.provider_secrets import open_secrets, seal_secrets
 from controlplane.keys.secret_fields import split_secrets
@@ -56,6 +56,13 @@ class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
     config_json: dict[str, Any] = {}
     secret_config: dict[str, Any] = {}
 
+    example: ClassVar[dict[str, Any]] = {
+        "identifier": "github",
+        "kind": "oauth2",
+        "config_json": {"token_url": "https://github.com/login/oauth/access_token"},
+        "secret_config": {"client_secret": "s3cr3t"},
+    }
+
 
 class ProviderPatch(msgspec.Struct, forbid_unknown_fields=True):
     """PATCH …/providers/{id} body (secret rules in docs/registry.md)."""
@@ -66,6 +73,9 @@ class ProviderPatch(msgspec.Struct, forbid_unknown_fields=True):
     owner_type: NonEmpty | Unset = UNSET
     config_json: dict[str, Any] | Unset = UNSET
     secret_config: dict[str, Any] | Unset = UNSET
+
+    example: ClassVar[dict[str, Any]] = {"name": "GitHub"}
+    json_schema_extra: ClassVar[dict[str, Any]] = AT_LEAST_ONE_FIELD
 
 
 DEFAULT_OWNER_TYPE = "customer"

@@ -8,7 +8,7 @@ must name an active provider of the same zone.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -19,10 +19,21 @@ from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import parse_uuid, returning_unique
 from controlplane.errors import Conflict, Invalid, NotFound
-from controlplane.fields import Identifier, NonEmpty
+from controlplane.fields import AT_LEAST_ONE_FIELD, Identifier, NonEmpty, whole_string
 from controlplane.registry.zones import require_zone
 
 Scopes = Annotated[list[NonEmpty], msgspec.Meta(min_length=1)]
+#: ``check_upstream_url`` accepts these (and a few more): the pattern documents the rule.
+UpstreamUrl = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={
+            "pattern": whole_string(
+                "[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(:[0-9]{1,4})?([/?#][!-~]*)?"
+            )
+        }
+    ),
+]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
 
@@ -48,9 +59,15 @@ class ResourceCreate(msgspec.Struct, forbid_unknown_fields=True):
     identifier: Identifier
     scopes: Scopes
     name: NonEmpty | None = None
-    upstream_url: str | None = None
+    upstream_url: UpstreamUrl | None = None
     prefix: bool = False
     credential_provider_id: UUID | None = None
+
+    example: ClassVar[dict[str, Any]] = {
+        "identifier": "https://api.example.com/orders",
+        "scopes": ["orders:read", "orders:write"],
+        "upstream_url": "https://orders.internal.example.com",
+    }
 
 
 class ResourcePatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,9 +76,12 @@ class ResourcePatch(msgspec.Struct, forbid_unknown_fields=True):
     identifier: Identifier | Unset = UNSET
     scopes: Scopes | Unset = UNSET
     name: NonEmpty | Unset = UNSET
-    upstream_url: str | Unset | None = UNSET
+    upstream_url: UpstreamUrl | Unset | None = UNSET
     prefix: bool | Unset = UNSET
     credential_provider_id: UUID | Unset | None = UNSET
+
+    example: ClassVar[dict[str, Any]] = {"scopes": ["orders:read"]}
+    json_schema_extra: ClassVar[dict[str, Any]] = AT_LEAST_ONE_FIELD
 
 
 RESOURCE_COLUMNS = (

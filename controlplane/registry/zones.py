@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from psycopg import errors as pg_errors
@@ -14,7 +14,7 @@ from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
 from controlplane.db.rows import one_row
 from controlplane.errors import Invalid, NotFound
-from controlplane.fields import NonEmpty, whole_string
+from controlplane.fields import AT_LEAST_ONE_FIELD, NonEmpty, whole_string
 from controlplane.keys.crypto import Kek
 from controlplane.keys.zone_keys import provision_zone_keys
 
@@ -49,6 +49,12 @@ class ZoneCreate(msgspec.Struct, forbid_unknown_fields=True):
     pkce_required: bool = True
     login_flow: str = "default"
 
+    example: ClassVar[dict[str, Any]] = {"name": "Payments", "slug": "payments"}
+    # No slug can be derived from a name without a letter or digit: give one then.
+    json_schema_extra: ClassVar[dict[str, Any]] = {
+        "anyOf": [{"required": ["slug"]}, {"properties": {"name": {"pattern": "[A-Za-z0-9]"}}}]
+    }
+
 
 class ZonePatch(msgspec.Struct, forbid_unknown_fields=True):
     """PATCH /v1/zones/{zoneId} body: every field optional, at least one."""
@@ -59,6 +65,9 @@ class ZonePatch(msgspec.Struct, forbid_unknown_fields=True):
     dcr_enabled: bool | Unset = UNSET
     pkce_required: bool | Unset = UNSET
     login_flow: str | Unset = UNSET
+
+    example: ClassVar[dict[str, Any]] = {"dcr_enabled": True}
+    json_schema_extra: ClassVar[dict[str, Any]] = AT_LEAST_ONE_FIELD
 
 
 ZONE_COLUMNS = (
