@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 3000
 
-.PHONY: install run test test-unit lint bench clean
+.PHONY: install run test test-unit fuzz lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +23,9 @@ test: install
 
 test-unit: install
 	$(PY) -m pytest -n 2 --dist loadfile tests/unit
+
+fuzz: install
+	$(PY) tests/fuzz/run_schemathesis.py
 
 lint: install
 	$(VENV)/bin/ruff check controlplane tests bench

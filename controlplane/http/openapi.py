@@ -37,7 +37,14 @@ from litestar.serialization import encode_json
 
 from controlplane.http.errors import ErrorBody
 
-__all__ = ["ContractOpenAPI", "build_document", "route_errors"]
+__all__ = [
+    "ContractOpenAPI",
+    "Operation",
+    "build_document",
+    "operations",
+    "route_errors",
+    "structs",
+]
 
 _REF = "#/components/schemas/{name}"
 _ERROR_REF = {"$ref": _REF.format(name="ErrorBody")}
@@ -63,6 +70,14 @@ _STORABLE_SCHEMA: dict[str, Any] = {
     ],
 }
 SECURITY_SCHEME = "adminToken"
+
+DESCRIPTION = (
+    "Admin REST API of the Caracal policy control plane. Every error answers the envelope"
+    " `ErrorBody` (`{error, issues, detail}`). Request bodies are read strictly: unknown"
+    " fields are refused and nothing is coerced (an integer is written as one: `3600`, not"
+    ' `3600.0` or `"3600"`). A method a path does not serve answers `405'
+    " method_not_allowed`, an unknown path `404 not_found`."
+)
 
 #: What each error status means, for every route that can answer it.
 ERROR_STATUSES: dict[int, str] = {
@@ -127,23 +142,24 @@ def route_errors(
 def build_document(app: Litestar) -> dict[str, Any]:
     """The service's OpenAPI document: Litestar's, with msgspec's schemas and the errors."""
     document = copy.deepcopy(app.openapi_schema.to_schema())
-    operations = list(_operations(app, document))
+    found = list(operations(app, document))
     kinds: list[Any] = [ErrorBody]
-    for op in operations:
+    for op in found:
         kinds += [t for t in (op.body_type, *op.success.values()) if t is not None]
     schemas, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     schema_of = {_key(t): s for t, s in zip(kinds, schemas, strict=True)}
-    for cls in _structs(kinds):
+    for cls in structs(kinds):
         extra = getattr(cls, "json_schema_extra", None)
         if extra and cls.__name__ in components:
             _merge(components[cls.__name__], extra)
-    for cls in _structs(op.body_type for op in operations if op.body_type is not None):
+    for cls in structs(op.body_type for op in found if op.body_type is not None):
         if cls.__name__ in components and getattr(cls, "stored", True):
             _storable(components[cls.__name__])
     components[STORABLE_JSON] = _STORABLE_SCHEMA
-    for op in operations:
+    for op in found:
         op.rewrite(schema_of)
     document["components"]["schemas"] = dict(sorted(components.items()))
+    document["info"]["description"] = DESCRIPTION
     document["components"]["securitySchemes"] = {
         SECURITY_SCHEME: {
             "type": "http",
@@ -155,27 +171,27 @@ def build_document(app: Litestar) -> dict[str, Any]:
 
 
 class ContractOpenAPI(JsonRenderPlugin):
-    """Serves ``build_document`` at ``/openapi.json`` (built once per app)."""
+    """Serves ``build_document`` at ``/openapi.json`` (each app has its own plugin; the
+    document is built on the first request)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._rendered: dict[int, bytes] = {}
+        self._rendered: bytes | None = None
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        key = id(request.app)
-        rendered = self._rendered.get(key)
-        if rendered is None:
-            rendered = self._rendered[key] = encode_json(build_document(request.app))
-        return rendered
+        if self._rendered is None:
+            self._rendered = encode_json(build_document(request.app))
+        return self._rendered
 
 
-class _Operation:
+class Operation:
     """One operation of the document with the handler that serves it."""
 
     def __init__(
-        self, path: str, handler: HTTPRouteHandler, operation: dict[str, Any], route: HTTPRoute
+        self, path: str, method: str, handler: HTTPRouteHandler, operation: dict[str, Any]
     ) -> None:
         self.path = path
+        self.method = method
         self.handler = handler
         self.operation = operation
         self.body_type = _body_type(handler)
@@ -216,7 +232,8 @@ class _Operation:
             op["security"] = [{SECURITY_SCHEME: []}]
 
 
-def _operations(app: Litestar, document: dict[str, Any]) -> Iterator[_Operation]:
+def operations(app: Litestar, document: dict[str, Any]) -> Iterator[Operation]:
+    """The operations of Litestar's ``document`` with their handlers."""
     paths = document.get("paths", {})
     for route in app.routes:
         if not isinstance(route, HTTPRoute) or route.path_format not in paths:
@@ -225,7 +242,7 @@ def _operations(app: Litestar, document: dict[str, Any]) -> Iterator[_Operation]
         for method, (handler, _) in route.route_handler_map.items():
             operation = item.get(method.lower())
             if operation is not None and handler.include_in_schema:
-                yield _Operation(route.path_format, handler, operation, route)
+                yield Operation(route.path_format, method.lower(), handler, operation)
 
 
 def _body_type(handler: HTTPRouteHandler) -> Any:
@@ -332,7 +349,7 @@ def _key(kind: Any) -> Any:
     return repr(kind)
 
 
-def _structs(types: Iterable[Any]) -> set[type[msgspec.Struct]]:
+def structs(types: Iterable[Any]) -> set[type[msgspec.Struct]]:
     """Every Struct class reachable from ``types``."""
     found: set[type[msgspec.Struct]] = set()
 

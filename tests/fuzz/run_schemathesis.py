@@ -15,6 +15,7 @@ is stopped either way. Usage: ``.venv/bin/python tests/fuzz/run_schemathesis.py`
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 ADMIN_TOKEN = "fuzz-admin-token-0123456789abcdef"
 ZONE_ID = "zone1"
+ZONE_ROUTES = "^/v1/zones/\\{zone_id\\}/"
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -110,7 +112,17 @@ def zone_token(base: str) -> str:
     return response.json()["token"]
 
 
-def schemathesis(base: str, token: str, *extra: str) -> int:
+class Outcome:
+    """Test cases generated and failed over the Schemathesis runs."""
+
+    def __init__(self) -> None:
+        self.generated = 0
+        self.failed = 0
+        self.exit_code = 0
+
+
+def schemathesis(outcome: Outcome, base: str, token: str, *extra: str) -> None:
+    """One Schemathesis run (its output passed through) with ``token``."""
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "--config-file",
@@ -119,15 +131,29 @@ def schemathesis(base: str, token: str, *extra: str) -> int:
         f"{base}/schema/openapi.json",
         "--url",
         base,
-        "--header",
-        f"Authorization: Bearer {token}",
         "--checks",
         CHECKS,
         *extra,
     ]
-    print("$", " ".join(c if "Bearer" not in c else "Authorization: Bearer ***" for c in command))
-    env = {**os.environ, "CARACAL_FUZZ_ZONE_ID": ZONE_ID, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks"}
-    return subprocess.run(command, cwd=ROOT, env=env).returncode
+    print("$", " ".join(command), flush=True)
+    env = {
+        **os.environ,
+        "CARACAL_FUZZ_ZONE_ID": ZONE_ID,
+        "CARACAL_FUZZ_TOKEN": token,  # the config's Authorization header
+        "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks",
+    }
+    run = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    assert run.stdout is not None
+    for line in run.stdout:
+        print(line, end="", flush=True)
+        counts = _CASES.search(line)
+        if counts:
+            outcome.generated += int(counts["generated"])
+            outcome.failed += int(counts["failed"] or 0)
+    outcome.exit_code |= run.wait()
+
+
+_CASES = re.compile(r"(?P<generated>\d+) generated, (?:(?P<failed>\d+) found|\d+ passed)")
 
 
 def stop_service(service: subprocess.Popen[bytes]) -> None:
@@ -142,6 +168,7 @@ def stop_service(service: subprocess.Popen[bytes]) -> None:
 
 def main() -> int:
     started = time.monotonic()
+    outcome = Outcome()
     with tempfile.TemporaryDirectory(prefix="caracal-fuzz-") as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -150,24 +177,20 @@ def main() -> int:
         try:
             wait_ready(base, service)
             bootstrap(base)
-            code = schemathesis(base, ADMIN_TOKEN)
+            schemathesis(outcome, base, ADMIN_TOKEN)
             # The token is issued now: the first run may have revoked any token it listed.
             bootstrap(base)
-            code |= schemathesis(
-                base,
-                zone_token(base),
-                "--include-path-regex",
-                "^/v1/zones/\\{zone_id\\}/",
-            )
+            schemathesis(outcome, base, zone_token(base), "--include-path-regex", ZONE_ROUTES)
         finally:
             stop_service(service)
-            if "Traceback" in log_file.read_text(errors="replace"):
-                print("--- service log (errors) ---")
-                print(log_file.read_text(errors="replace")[-20_000:])
-    print(
-        f"schemathesis: {'passed' if code == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s"
-    )
-    return code
+            log = log_file.read_text(errors="replace")
+            if "Traceback" in log:
+                print("--- service log ---", log[-20_000:], sep="\n")
+    seconds = time.monotonic() - started
+    print(f"schemathesis: {outcome.generated} test cases in {seconds:.0f} s")
+    failed = outcome.failed or (1 if outcome.exit_code else 0)
+    print(f"fuzz: {outcome.generated - outcome.failed} passed, {failed} failed")
+    return 1 if outcome.exit_code else 0
 
 
 if __name__ == "__main__":
