@@ -50,10 +50,10 @@ class AdminTokenCreate(msgspec.Struct, forbid_unknown_fields=True):
     expires_in: Annotated[int, msgspec.Meta(ge=MIN_TOKEN_TTL, le=MAX_TOKEN_TTL)] | None = None
 
     example: ClassVar[dict[str, Any]] = {"name": "ci", "scope": "zone", "zone_id": "zone1"}
-    # ``zone_id`` is required when ``scope`` is ``zone`` and refused otherwise (checked in
-    # ``create``).
+    # ``zone_id`` is required when ``scope`` is ``zone`` or ``pdp`` and refused otherwise
+    # (checked in ``create``).
     json_schema_extra: ClassVar[dict[str, Any]] = {
-        "if": {"properties": {"scope": {"const": "zone"}}},
+        "if": {"properties": {"scope": {"enum": ["zone", "pdp"]}}},
         "then": {"required": ["zone_id"], "properties": {"zone_id": {"type": "string"}}},
         "else": {"properties": {"zone_id": {"type": "null"}}},
     }

@@ -3,7 +3,7 @@ the zone's instances. The work is in ``controlplane.fleet``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -14,6 +14,7 @@ from litestar.response import Response
 from controlplane.api.common import actor_id, services_of
 from controlplane.fleet.bundle import BUNDLE_MEDIA_TYPE
 from controlplane.fleet.decision_logs import (
+    MAX_EVENTS,
     MAX_GZIP_BYTES,
     check_events,
     inflate,
@@ -22,8 +23,15 @@ from controlplane.fleet.decision_logs import (
 from controlplane.fleet.longpoll import prefer_wait
 from controlplane.fleet.service import serve_active_bundle
 from controlplane.fleet.signing import ALGORITHM
-from controlplane.fleet.status import PdpInstance, check_report, list_instances, store_report
+from controlplane.fleet.status import (
+    MAX_INSTANCE_ID,
+    PdpInstance,
+    check_report,
+    list_instances,
+    store_report,
+)
 from controlplane.http.errors import ErrorBody, invalid_body
+from controlplane.http.openapi import DocumentedBody
 from controlplane.http.strict_input import decode_strictly
 from controlplane.registry.zones import require_zone
 from controlplane.services import Services
@@ -43,6 +51,39 @@ def _errors(*statuses: int, **overrides: str) -> dict[int, ResponseSpec]:
     return {
         status: ResponseSpec(ErrorBody, description=described[status], generate_examples=False)
         for status in statuses
+    }
+
+
+#: The bodies OPA sends, for the OpenAPI document (the routes decode and check them in code;
+#: either may be gzip-encoded, ``Content-Encoding: gzip``).
+DECISION_LOGS_BODY = Annotated[list[Any], msgspec.Meta(max_length=MAX_EVENTS)]
+DECISION_LOGS_EXAMPLE = [
+    {
+        "decision_id": "4ca636c1-55e4-417a-b1d8-4aceb67960d1",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "path": "caracal/authz/result",
+        "result": {"allow": True},
+    }
+]
+
+
+class StatusLabels(msgspec.Struct):
+    """``labels`` of OPA's status report: ``id`` names the instance."""
+
+    id: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=MAX_INSTANCE_ID, pattern="^[^\\x00]*$")
+    ]
+
+
+class StatusReport(msgspec.Struct):
+    """OPA's status report (its other fields are kept as sent)."""
+
+    labels: StatusLabels
+
+    stored: ClassVar[bool] = False  # the report is kept as sent (NUL cleaned)
+    example: ClassVar[dict[str, Any]] = {
+        "labels": {"id": "opa-1", "version": "0.70.0"},
+        "bundles": {"caracal": {"active_revision": "1"}},
     }
 
 
@@ -131,7 +172,11 @@ class OpaController(Controller):
     @post(
         "/logs",
         status_code=204,
-        opt={"scope": "fleet", "token_cache": True},
+        opt={
+            "scope": "fleet",
+            "token_cache": True,
+            "body": DocumentedBody(DECISION_LOGS_BODY, DECISION_LOGS_EXAMPLE),
+        },
         request_max_body_size=None,
         responses={
             204: ResponseSpec(
@@ -157,7 +202,11 @@ class OpaController(Controller):
     @post(
         "/status",
         status_code=204,
-        opt={"scope": "fleet", "token_cache": True},
+        opt={
+            "scope": "fleet",
+            "token_cache": True,
+            "body": DocumentedBody(StatusReport, StatusReport.example),
+        },
         request_max_body_size=None,
         responses={
             204: ResponseSpec(None, description="Stored"),

@@ -24,6 +24,7 @@ import copy
 import types
 import typing
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -39,6 +40,7 @@ from controlplane.http.errors import ErrorBody
 
 __all__ = [
     "ContractOpenAPI",
+    "DocumentedBody",
     "Operation",
     "build_document",
     "operations",
@@ -145,7 +147,7 @@ def build_document(app: Litestar) -> dict[str, Any]:
     found = list(operations(app, document))
     kinds: list[Any] = [ErrorBody]
     for op in found:
-        kinds += [t for t in (op.body_type, *op.success.values()) if t is not None]
+        kinds += op.json_types
     schemas, components = msgspec.json.schema_components(kinds, ref_template=_REF)
     schema_of = {_key(t): s for t, s in zip(kinds, schemas, strict=True)}
     for cls in structs(kinds):
@@ -168,6 +170,18 @@ def build_document(app: Litestar) -> dict[str, Any]:
         }
     }
     return document
+
+
+@dataclass(frozen=True)
+class DocumentedBody:
+    """``opt={"body": DocumentedBody(T, example)}``: the body of a route that reads it raw and
+    checks it in code, as the document shows it."""
+
+    type: Any
+    example: Any
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DocumentedBody:
+        return self  # Litestar copies handler options; types with msgspec.Meta do not copy
 
 
 class ContractOpenAPI(JsonRenderPlugin):
@@ -195,7 +209,7 @@ class Operation:
         self.handler = handler
         self.operation = operation
         self.body_type = _body_type(handler)
-        self.success = _success_types(handler)
+        self.success, self.declared_errors = _declared_responses(handler)
         parameters = operation.get("parameters", [])
         self.errors = route_errors(
             path,
@@ -204,6 +218,14 @@ class Operation:
             has_query=any(p["in"] == "query" for p in parameters),
             path_params=[p["name"] for p in parameters if p["in"] == "path"],
         )
+        for status in self.declared_errors:
+            self.errors.setdefault(status, [])
+
+    @property
+    def json_types(self) -> list[Any]:
+        """The types whose schemas msgspec makes for this operation."""
+        found = [] if self.body_type is None else [self.body_type]
+        return found + [kind for kind, media in self.success.values() if _is_json(kind, media)]
 
     def rewrite(self, schema_of: dict[Any, dict[str, Any]]) -> None:
         op = self.operation
@@ -213,22 +235,23 @@ class Operation:
         if self.body_type is not None:
             media: dict[str, Any] = {"schema": _storable(schema_of[_key(self.body_type)])}
             body_struct, optional = _optional(self.body_type)
-            example = getattr(body_struct, "example", None)
+            declared = self.handler.opt.get("body")
+            example = declared.example if declared else getattr(body_struct, "example", None)
             if example is not None:
                 media["example"] = example
             op["requestBody"] = {"required": not optional, "content": {"application/json": media}}
         else:
             op.pop("requestBody", None)
         responses: dict[str, Any] = {}
-        for status, kind in sorted(self.success.items()):
-            responses[str(status)] = _response(
-                status, None if kind is None else schema_of[_key(kind)]
-            )
+        for status, (kind, media_type) in sorted(self.success.items()):
+            responses[str(status)] = _response(status, kind, media_type, schema_of)
         for status, codes in sorted(self.errors.items()):
             if str(status) not in responses:
-                responses[str(status)] = _error_response(status, codes)
+                responses[str(status)] = _error_response(
+                    status, codes, self.declared_errors.get(status)
+                )
         op["responses"] = responses
-        if self.errors.get(401):
+        if 401 in self.errors:
             op["security"] = [{SECURITY_SCHEME: []}]
 
 
@@ -246,8 +269,10 @@ def operations(app: Litestar, document: dict[str, Any]) -> Iterator[Operation]:
 
 
 def _body_type(handler: HTTPRouteHandler) -> Any:
-    """The type of the request body: the handler's ``data``, or a dependency's (a handler
-    that decodes the raw body itself documents its type through a dependency)."""
+    """The type of the request body: ``opt["body"]`` (a handler that reads a raw body and
+    checks it in code), the handler's ``data``, or a dependency's ``data``."""
+    if "body" in handler.opt:
+        return handler.opt["body"].type
     data = handler.parsed_fn_signature.parameters.get("data")
     if data is not None:
         return data.annotation
@@ -258,19 +283,37 @@ def _body_type(handler: HTTPRouteHandler) -> Any:
     return None
 
 
-def _success_types(handler: HTTPRouteHandler) -> dict[int, Any]:
-    """The handler's success status with its body type (None: no body), and every status it
-    declares with ``responses``."""
+def _declared_responses(
+    handler: HTTPRouteHandler,
+) -> tuple[dict[int, tuple[Any, str]], dict[int, str]]:
+    """The handler's success statuses, each with its body type (None: no body) and media
+    type: its own, and those it declares with ``responses``; and the error statuses it
+    declares with ``responses={status: ResponseSpec(ErrorBody, description=...)}``."""
     annotation = handler.parsed_fn_signature.return_type.annotation
     if typing.get_origin(annotation) is Response or annotation is Response:
         args = typing.get_args(annotation)
         annotation = args[0] if args else None
     if annotation is type(None) or handler.status_code == 204:
         annotation = None
-    found = {handler.status_code: annotation}
+    success: dict[int, tuple[Any, str]] = {
+        handler.status_code: (annotation, _media(handler.media_type))
+    }
+    errors: dict[int, str] = {}
     for status, spec in (handler.responses or {}).items():
-        found[status] = spec.data_container
-    return found
+        if spec.data_container is ErrorBody:
+            errors[status] = spec.description or ""
+        else:
+            success[status] = (spec.data_container, _media(spec.media_type))
+    return success, errors
+
+
+def _media(media_type: Any) -> str:
+    """A media type as text (Litestar's are enums or strings; unset means JSON)."""
+    return str(getattr(media_type, "value", media_type)) or "application/json"
+
+
+def _is_json(kind: Any, media_type: str) -> bool:
+    return kind is not None and media_type.split(";")[0].strip() == "application/json"
 
 
 def _optional(kind: Any) -> tuple[Any, bool]:
@@ -282,15 +325,24 @@ def _optional(kind: Any) -> tuple[Any, bool]:
     return kind, False
 
 
-def _response(status: int, schema: dict[str, Any] | None) -> dict[str, Any]:
+def _response(
+    status: int, kind: Any, media_type: str, schema_of: dict[Any, dict[str, Any]]
+) -> dict[str, Any]:
     response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
-    if schema is not None:
-        response["content"] = {"application/json": {"schema": schema}}
+    if kind is None:
+        return response
+    if _is_json(kind, media_type):
+        schema = schema_of[_key(kind)]
+    else:  # raw bytes or text in the handler's media type
+        schema = {"type": "string"} | ({"format": "binary"} if kind is bytes else {})
+    response["content"] = {media_type: {"schema": schema}}
     return response
 
 
-def _error_response(status: int, codes: list[str]) -> dict[str, Any]:
+def _error_response(status: int, codes: list[str], declared: str | None = None) -> dict[str, Any]:
     description = ERROR_STATUSES.get(status, HTTPStatus(status).phrase)
+    if declared:
+        description += f" {declared}."
     if codes:
         description += " Error codes: " + ", ".join(f"`{code}`" for code in codes) + "."
     media: dict[str, Any] = {"schema": _ERROR_REF}
