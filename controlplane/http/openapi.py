@@ -87,10 +87,12 @@ ERROR_STATUSES: dict[int, str] = {
     401: "Missing, malformed, unknown, expired or revoked admin token.",
     403: "The operation is refused for this caller or in this state.",
     404: "Something the request names does not exist (or is archived, or in another zone).",
+    408: "The request line, headers or body arrived too slowly (the connection is closed).",
     409: "The request clashes with the current state.",
     413: "The request body exceeds 1 MiB.",
     422: "The content is well-formed but refused.",
     429: "A rate or capacity limit is reached.",
+    431: "The request line and headers exceed the limit (64 KiB by default).",
     503: "A dependency (the database) is unavailable; retry later.",
 }
 
@@ -120,6 +122,9 @@ def route_errors(
     def add(status: int, *codes: str) -> None:
         known = errors.setdefault(status, [])
         known.extend(code for code in codes if code not in known)
+
+    add(408, "request_timeout")  # controlplane.http.server_protocol, before any route
+    add(431, "headers_too_large")
 
     if path.startswith("/v1/") and handler.opt.get("scope", "zone") != "public":
         add(401, "invalid_admin_token")

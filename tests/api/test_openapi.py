@@ -118,6 +118,7 @@ def test_every_route_documents_the_statuses_its_shape_implies(
         if handler.opt.get("database", True):
             assert "503" in statuses, where
             assert "Retry-After" in op["responses"]["503"]["headers"], where
+        assert {"408", "431"} <= statuses, where
         assert any(200 <= int(s) < 400 for s in statuses), where
     assert handlers[("/health", "get")].opt["database"] is False
 
