@@ -45,3 +45,27 @@ async def returning_unique(
         if exc.diag.constraint_name == constraint:
             raise conflict from None
         raise
+
+
+async def require_active(
+    conn: Conn,
+    table: str,
+    columns: str,
+    zone_id: str,
+    row_id: str,
+    not_found_code: str,
+    *,
+    lock: bool = False,
+) -> Row:
+    """The zone's active (not archived) row of ``table`` with id ``row_id`` — ``FOR UPDATE``
+    when ``lock`` — or NotFound ``not_found_code`` (also for an id that is not a UUID)."""
+    row_uuid = parse_uuid(row_id, not_found_code)
+    cur = await conn.execute(
+        f"SELECT {columns} FROM {table}"  # table and columns are constants of the caller
+        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL" + (" FOR UPDATE" if lock else ""),
+        (zone_id, row_uuid),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        raise NotFound(not_found_code)
+    return row

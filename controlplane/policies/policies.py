@@ -12,8 +12,8 @@ from uuid6 import uuid7
 
 from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
-from controlplane.db.rows import one_row, parse_uuid
-from controlplane.errors import NotFound, Unprocessable
+from controlplane.db.rows import one_row, require_active
+from controlplane.errors import Unprocessable
 from controlplane.pdp.contract import RegoContractError, check_contract
 from controlplane.pdp.opa_engine import opa_available
 from controlplane.pdp.sandbox import check_in_sandbox
@@ -177,16 +177,9 @@ async def require_policy(
     conn: Conn, zone_id: str, policy_id: str, *, lock: bool = False
 ) -> dict[str, Any]:
     """The active policy row (locked on request); NotFound policy_not_found."""
-    uuid = parse_uuid(policy_id, "policy_not_found")
-    cur = await conn.execute(
-        f"SELECT {_POLICY_COLUMNS} FROM policies"
-        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL" + (" FOR UPDATE" if lock else ""),
-        (zone_id, uuid),
+    return await require_active(
+        conn, "policies", _POLICY_COLUMNS, zone_id, policy_id, "policy_not_found", lock=lock
     )
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound("policy_not_found")
-    return row
 
 
 async def insert_policy(

@@ -17,8 +17,8 @@ from uuid6 import uuid7
 
 from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
-from controlplane.db.rows import parse_uuid, returning_unique
-from controlplane.errors import Conflict, Invalid, NotFound
+from controlplane.db.rows import require_active, returning_unique
+from controlplane.errors import Conflict, Invalid
 from controlplane.fields import AT_LEAST_ONE_FIELD, Identifier, NonEmpty
 from controlplane.keys.crypto import Kek
 from controlplane.keys.provider_secrets import open_secrets, seal_secrets
@@ -112,16 +112,15 @@ async def require_provider(
     conn: Conn, zone_id: str, provider_id: str, *, lock: bool = False
 ) -> dict[str, Any]:
     """The active provider row (``secrets_enc`` added), or NotFound provider_not_found."""
-    provider_uuid = parse_uuid(provider_id, "provider_not_found")
-    cur = await conn.execute(
-        f"SELECT {PROVIDER_COLUMNS}, secrets_enc FROM providers"
-        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL" + (" FOR UPDATE" if lock else ""),
-        (zone_id, provider_uuid),
+    return await require_active(
+        conn,
+        "providers",
+        f"{PROVIDER_COLUMNS}, secrets_enc",
+        zone_id,
+        provider_id,
+        "provider_not_found",
+        lock=lock,
     )
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound("provider_not_found")
-    return row
 
 
 async def list_providers(conn: Conn, zone_id: str) -> list[Provider]:

@@ -17,7 +17,7 @@ from uuid6 import uuid7
 
 from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
-from controlplane.db.rows import parse_uuid, returning_unique
+from controlplane.db.rows import require_active, returning_unique
 from controlplane.errors import Conflict, Invalid, NotFound
 from controlplane.fields import AT_LEAST_ONE_FIELD, Identifier, NonEmpty, whole_string
 from controlplane.registry.zones import require_zone
@@ -149,16 +149,9 @@ async def require_resource(
     conn: Conn, zone_id: str, resource_id: str, *, lock: bool = False
 ) -> dict[str, Any]:
     """The active resource row, or NotFound resource_not_found."""
-    resource_uuid = parse_uuid(resource_id, "resource_not_found")
-    cur = await conn.execute(
-        f"SELECT {RESOURCE_COLUMNS} FROM resources"
-        " WHERE zone_id = %s AND id = %s AND archived_at IS NULL" + (" FOR UPDATE" if lock else ""),
-        (zone_id, resource_uuid),
+    return await require_active(
+        conn, "resources", RESOURCE_COLUMNS, zone_id, resource_id, "resource_not_found", lock=lock
     )
-    row = await cur.fetchone()
-    if row is None:
-        raise NotFound("resource_not_found")
-    return row
 
 
 def _audit_fields(row: dict[str, Any]) -> dict[str, Any]:
