@@ -69,3 +69,25 @@ async def require_active(
     if row is None:
         raise NotFound(not_found_code)
     return row
+
+
+async def newest_first_page(
+    conn: Conn,
+    table: str,
+    columns: str,
+    conditions: list[str],
+    params: list[Any],
+    before: tuple[Any, Any] | None,
+    limit: int,
+) -> list[Row]:
+    """Up to ``limit`` rows of ``table`` matching every condition, newest first by
+    ``(created_at, id)``, after the keyset position ``before`` (exclusive) when given."""
+    if before is not None:
+        conditions = [*conditions, "(created_at, id) < (%s, %s)"]
+        params = [*params, *before]
+    cur = await conn.execute(
+        f"SELECT {columns} FROM {table} WHERE {' AND '.join(conditions)}"
+        " ORDER BY created_at DESC, id DESC LIMIT %s",
+        (*params, limit),
+    )
+    return await cur.fetchall()

@@ -15,7 +15,7 @@ from uuid6 import uuid7
 
 from controlplane.audit.admin_events import record_event
 from controlplane.db.pool import Conn
-from controlplane.db.rows import one_row, parse_uuid
+from controlplane.db.rows import newest_first_page, one_row, parse_uuid
 from controlplane.decisions.sessions import MAX_ID_LENGTH, revoke_subject_sessions
 from controlplane.errors import Forbidden, NotFound
 from controlplane.fields import whole_string
@@ -155,16 +155,8 @@ async def list_grants(
             params.append(value)
     if status is not None:
         conditions.append("revoked_at IS NULL" if status == "active" else "revoked_at IS NOT NULL")
-    if before is not None:
-        conditions.append("(created_at, id) < (%s, %s)")
-        params += list(before)
     await require_zone(conn, zone_id)
-    cur = await conn.execute(
-        f"SELECT {GRANT_COLUMNS} FROM grants WHERE {' AND '.join(conditions)}"
-        " ORDER BY created_at DESC, id DESC LIMIT %s",
-        (*params, limit),
-    )
-    return await cur.fetchall()
+    return await newest_first_page(conn, "grants", GRANT_COLUMNS, conditions, params, before, limit)
 
 
 async def get_grant(conn: Conn, zone_id: str, grant_id: str) -> Grant:

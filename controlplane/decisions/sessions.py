@@ -18,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from controlplane.db.pool import Conn, Database
+from controlplane.db.rows import newest_first_page
 from controlplane.errors import Invalid, Issue, NotFound
 from controlplane.pdp.evaluate import Decision
 from controlplane.registry.zones import require_zone
@@ -418,16 +419,10 @@ async def list_sessions(
     if subject_id is not None:
         conditions.append("subject_id = %s")
         params.append(subject_id)
-    if before is not None:
-        conditions.append("(created_at, id) < (%s, %s)")
-        params += list(before)
     await require_zone(conn, zone_id)
-    cur = await conn.execute(
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE {' AND '.join(conditions)}"
-        " ORDER BY created_at DESC, id DESC LIMIT %s",
-        (*params, limit),
+    return await newest_first_page(
+        conn, "sessions", SESSION_COLUMNS, conditions, params, before, limit
     )
-    return await cur.fetchall()
 
 
 async def get_session(conn: Conn, zone_id: str, session_id: str) -> Session:
