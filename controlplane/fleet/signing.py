@@ -85,30 +85,13 @@ def open_bundle_key(
 def _go_string(value: str) -> str:
     """A JSON string as Go's encoder writes it with ``SetEscapeHTML(false)``: non-ASCII as
     UTF-8, U+2028/U+2029 escaped, control characters as ``\\n``/``\\r``/``\\t``/``\\b``/``\\f``
-    (Go 1.22 and later, which every OPA 1.x is built with) or ``\\u00XX``."""
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
-        elif code < 0x20 or code in (0x2028, 0x2029):
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    (Go 1.22 and later, which every OPA 1.x is built with) or ``\\u00XX`` — which is
+    Python's ``json.dumps(ensure_ascii=False)`` apart from U+2028/U+2029."""
+    return (
+        json.dumps(value, ensure_ascii=False)
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 class _Number(str):
