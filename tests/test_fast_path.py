@@ -127,7 +127,7 @@ def test_every_answer_of_the_decision_routes_is_the_same_either_way(
         ]
         assert len(lines) == 2 and lines[0] == lines[1], lines
     # The fast path did serve the decision routes (and only those).
-    served = {h.handler_name for h, a in fast_path_of(client)._answers.items() if a is not None}
+    served = {h.handler_name for h, a in fast_path_of(client)._routes.items() if a is not None}
     assert served == {"decide", "decide_batch"}
 
 

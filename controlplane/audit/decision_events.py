@@ -90,7 +90,8 @@ class DecisionEvent:
     actor_id: str | None
     decision: str | None
     evaluation_status: str
-    metadata: dict[str, Any]
+    #: a dict, or its JSON already encoded (``msgspec.Raw``)
+    metadata: dict[str, Any] | msgspec.Raw
     policy_set_id: str | None
     policy_set_version_id: str | None
     manifest_sha: str | None
@@ -313,9 +314,12 @@ def _clean(value: Any) -> Any:
 
 def _without_nul(event: DecisionEvent) -> DecisionEvent:
     """A copy of ``event`` that jsonb accepts (it refuses ``\\u0000``)."""
+    metadata = event.metadata
+    if isinstance(metadata, msgspec.Raw):
+        metadata = msgspec.json.decode(metadata)
     return dataclasses.replace(
         event,
-        metadata=_clean(event.metadata),
+        metadata=_clean(metadata),
         determining_policies=_clean(event.determining_policies),
         diagnostics=_clean(event.diagnostics),
         request_id=_clean(event.request_id),

@@ -51,32 +51,37 @@ async def admin_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Authenticate the bearer token and enforce the route's scope (``opt["scope"]``)."""
-    scope: Scope = handler.opt.get("scope", "zone")
-    if scope == "public" or not connection.scope["path"].startswith("/v1/"):
+    asgi_scope = connection.scope
+    opt = handler.opt
+    scope: Scope = opt.get("scope", "zone")
+    if scope == "public" or not asgi_scope["path"].startswith("/v1/"):
         return
-    if connection.scope["method"] == "OPTIONS":  # type: ignore[typeddict-item]
+    if asgi_scope["method"] == "OPTIONS":  # type: ignore[typeddict-item]
         return  # says which methods exist (Allow), reads nothing: browsers send no token
-    headers = connection.scope["headers"]
+    headers = asgi_scope["headers"]
     match = _bearer_token(headers)
     if match is None:
         given = any(name == b"authorization" and value.strip() for name, value in headers)
         auth_failed("invalid" if given else "missing")
         raise invalid_token()
-    token = await authenticate(
-        connection.app.state.services,
-        hash_admin_token(match.group(1).decode("ascii")),
-        cached=handler.opt.get("token_cache", False),
-    )
+    services = asgi_scope["litestar_app"].state.services
+    token_sha256 = hash_admin_token(match.group(1).decode("ascii"))
+    cached = opt.get("token_cache", False)
+    # A fresh cache entry needs no await (the usual case on the hot routes).
+    token = services.token_cache.fresh(token_sha256) if cached else None
+    if token is None:
+        token = await authenticate(services, token_sha256, cached=cached)
     if token is None:
         raise invalid_token()
-    wrong_zone = connection.path_params.get("zone_id") != token.zone_id
+    wrong_zone = asgi_scope["path_params"].get("zone_id") != token.zone_id
     if token.scope == "pdp" and (scope != "fleet" or wrong_zone):
         auth_failed("forbidden")
         raise forbidden()
     if token.scope == "zone" and (scope == "global" or wrong_zone):
         auth_failed("forbidden")
         raise zone_mismatch()
-    connection.state.admin_token = token
+    # Litestar's ``connection.state`` is a view of this dict (``caller`` reads it back).
+    asgi_scope.setdefault("state", {})["admin_token"] = token
 
 
 def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> re.Match[bytes] | None:
@@ -131,4 +136,4 @@ async def _lookup_token(conn: Any, token_sha256: str) -> AdminToken | None:
 
 def caller(connection: ASGIConnection[Any, Any, Any, Any]) -> AdminToken:
     """The token the guard authenticated for this request."""
-    return connection.state.admin_token
+    return connection.scope["state"]["admin_token"]

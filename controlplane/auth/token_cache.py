@@ -78,6 +78,14 @@ class TokenCache:
             self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
         self._entries[token_sha256] = (token, (looked_up_at or now) + ttl)
 
+    def fresh(self, token_sha256: str) -> Any | None:
+        """The cached token when its entry is live and not yet due for a refresh, else None
+        (then ``lookup`` decides): the hot path, without an await."""
+        entry = self._entries.get(token_sha256)
+        if entry is not None and entry[1] - time.monotonic() >= self.ttl * REFRESH_AHEAD:
+            return entry[0]
+        return None
+
     async def lookup(self, token_sha256: str, look_up: Lookup) -> Any | None:
         """The cached token; else the answer of ``look_up()`` (the live token or None), run
         once for all concurrent callers and cached. An entry near the end of its life is

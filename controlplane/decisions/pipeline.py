@@ -187,22 +187,6 @@ def decision_event(ctx: DecisionContext, outcome: Outcome) -> DecisionEvent:
     # The input's secret values, looked for only when some engine message could quote them.
     errored = decision.diagnostics or (shadow is not None and shadow.diagnostics)
     secrets = secret_values(ctx.input) if errored else set()
-    metadata: dict[str, Any] = {
-        "actor": ctx.actor_id,
-        "reasons": audited(decision.reasons),
-        "granted_scopes": audited(decision.granted_scopes),
-        "obligations": audited(decision.obligations),
-        "step_up": decision.step_up,
-        **audited_input(ctx.input),
-        **ctx.audit_metadata,
-    }
-    if shadow is not None:
-        metadata["shadow"] = {
-            "reasons": audited(shadow.reasons),
-            "granted_scopes": audited(shadow.granted_scopes),
-            "determining_policies": shadow.determining_policies,
-            "diagnostics": scrubbed_diagnostics(shadow.diagnostics, secrets),
-        }
     return DecisionEvent(
         id=new_id(),
         zone_id=ctx.zone_id,
@@ -210,7 +194,7 @@ def decision_event(ctx: DecisionContext, outcome: Outcome) -> DecisionEvent:
         actor_id=ctx.actor_id,
         decision=decision.decision,
         evaluation_status=evaluation_status(decision),
-        metadata=redact(metadata),
+        metadata=decision_metadata(ctx, outcome, secrets),
         policy_set_id=outcome.compiled.policy_set_id,
         policy_set_version_id=outcome.compiled.policy_set_version_id,
         manifest_sha=outcome.compiled.manifest_sha256,
@@ -222,6 +206,51 @@ def decision_event(ctx: DecisionContext, outcome: Outcome) -> DecisionEvent:
         ),
         occurred_at=ctx.occurred_at,
     )
+
+
+def decision_metadata(
+    ctx: DecisionContext, outcome: Outcome, secrets: set[str]
+) -> dict[str, Any] | msgspec.Raw:
+    """The event's ``metadata_json``, redacted: the input and the policies' outputs, each
+    bounded in size (``audited``, ``audited_input``).
+
+    The usual metadata is small: encoded once, whole, it is under every field's bound, so
+    it is kept as that JSON (the audit writer sends it as it is) and no field is measured
+    on its own."""
+    metadata = redact(_metadata_fields(ctx, outcome, secrets, bounded=False))
+    encoded = _json.encode(metadata)
+    if len(encoded) <= MAX_AUDITED_FIELD_BYTES:
+        return msgspec.Raw(encoded)
+    return redact(_metadata_fields(ctx, outcome, secrets, bounded=True))
+
+
+def _metadata_fields(
+    ctx: DecisionContext, outcome: Outcome, secrets: set[str], *, bounded: bool
+) -> dict[str, Any]:
+    """The metadata's fields, each through ``audited``/``audited_input`` when ``bounded``."""
+    decision, shadow = outcome.decision, outcome.shadow
+    field = audited if bounded else _as_is
+    metadata: dict[str, Any] = {
+        "actor": ctx.actor_id,
+        "reasons": field(decision.reasons),
+        "granted_scopes": field(decision.granted_scopes),
+        "obligations": field(decision.obligations),
+        "step_up": decision.step_up,
+        **(audited_input(ctx.input) if bounded else {"input": ctx.input}),
+        **ctx.audit_metadata,
+    }
+    if shadow is not None:
+        metadata["shadow"] = {
+            "reasons": field(shadow.reasons),
+            "granted_scopes": field(shadow.granted_scopes),
+            "determining_policies": shadow.determining_policies,
+            "diagnostics": scrubbed_diagnostics(shadow.diagnostics, secrets),
+        }
+    return metadata
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 async def record_events(services: Services, events: list[DecisionEvent]) -> None:

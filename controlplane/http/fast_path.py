@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, cast
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from litestar import Litestar
 from litestar._asgi.utils import is_valid_host
@@ -48,6 +50,19 @@ Answer = Callable[[Any, str, bytes, str], Awaitable[bytes]]
 
 _JSON = (b"content-type", b"application/json")
 
+#: ``normalize_path`` (a regular expression) once per distinct raw path.
+_normalized = lru_cache(1024)(normalize_path)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What the fast path needs of a route handler, resolved once."""
+
+    answer: Answer
+    #: the route's guards, awaited as Litestar awaits them (``guard(connection, handler)``)
+    guards: tuple[Any, ...]
+    max_body_size: int | None
+
 
 class FastPath:
     """ASGI wrapper around Litestar's handler; see the module docstring."""
@@ -56,7 +71,7 @@ class FastPath:
         self.app = app
         self.litestar = litestar
         self._cors = litestar.cors_config is not None
-        self._answers: dict[HTTPRouteHandler, Answer | None] = {}
+        self._routes: dict[HTTPRouteHandler, _Route | None] = {}
 
     async def __call__(self, asgi_scope: Scope, receive: Receive, send: Send) -> None:
         scope: Any = asgi_scope
@@ -71,7 +86,7 @@ class FastPath:
             return
         try:
             _, handler, path, params, template = self.litestar.asgi_router.handle_routing(
-                normalize_path(scope["path"]), "POST"
+                _normalized(scope["path"]), "POST"
             )
         except Exception:  # no such route or method: Litestar answers 404/405
             await self.app(scope, receive, send)
@@ -79,15 +94,15 @@ class FastPath:
         if not isinstance(handler, HTTPRouteHandler):
             await self.app(scope, receive, send)
             return
-        answer = self._answer_of(handler)
-        if answer is None:
+        route = self._route_of(handler)
+        if route is None:
             await self.app(scope, receive, send)
             return
         scope["route_handler"] = handler
         scope["path"] = path
         scope["path_params"] = params
         scope["path_template"] = template
-        await self._serve(scope, receive, send, handler, answer)
+        await self._serve(scope, receive, send, handler, route)
 
     def _plain_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
         """False when Litestar must see the request: an invalid Host, or an Origin for CORS."""
@@ -99,10 +114,10 @@ class FastPath:
                 return False
         return True
 
-    def _answer_of(self, handler: HTTPRouteHandler) -> Answer | None:
-        """The route's fast-path answer, or None when the route must go through Litestar."""
+    def _route_of(self, handler: HTTPRouteHandler) -> _Route | None:
+        """The route's fast-path parts, or None when the route must go through Litestar."""
         try:
-            return self._answers[handler]
+            return self._routes[handler]
         except KeyError:
             answer = handler.opt.get("fast_path")
             before = handler.resolve_before_request()
@@ -114,20 +129,25 @@ class FastPath:
                 and before in (None, strict_input)
                 and "data" not in handler.parsed_fn_signature.parameters
             )
-            self._answers[handler] = answer if eligible else None
-            return self._answers[handler]
+            route = None
+            if eligible:
+                guards = tuple(handler.resolve_guards())  # made async by Litestar
+                route = _Route(answer, guards, handler.resolve_request_max_body_size())
+            self._routes[handler] = route
+            return route
 
     async def _serve(
-        self, scope: Any, receive: Receive, send: Any, handler: HTTPRouteHandler, answer: Answer
+        self, scope: Any, receive: Receive, send: Any, handler: HTTPRouteHandler, route: _Route
     ) -> None:
         try:
             connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive, send)
-            for guard in handler.resolve_guards():  # made async by Litestar
-                await cast(Any, guard)(connection, handler)
-            body = await read_body(scope, receive, handler.resolve_request_max_body_size())
+            for guard in route.guards:
+                await guard(connection, handler)
+            body = await read_body(scope, receive, route.max_body_size)
             services = self.litestar.state.services
             zone_id = scope["path_params"]["zone_id"]
-            encoded = await answer(services, zone_id, body, connection.state.admin_token.id)
+            actor = scope["state"]["admin_token"].id  # set by admin_guard (``caller``)
+            encoded = await route.answer(services, zone_id, body, actor)
         except Exception as exc:
             await self._error(scope, receive, send, handler, exc)
             return

@@ -147,11 +147,45 @@ def _remove(config: dict[str, Any], keys: tuple[str, ...]) -> None:
 
 
 def redact(value: Any) -> Any:
-    """Deep copy of `value` in which every value under a secret key is `"[REDACTED]"`.
+    """`value` in which every value under a secret key is `"[REDACTED]"`.
 
-    Dicts are searched at any depth, including dicts inside lists and tuples (tuples become
-    lists). Used for audit metadata.
+    Dicts are searched at any depth, including dicts inside lists and tuples. When nothing
+    is secret, `value` itself is returned (the usual case, checked without copying: audit
+    metadata is encoded right away); otherwise a redacted copy (tuples become lists). Used
+    for audit metadata.
     """
+    return _redacted_copy(value) if _holds_redacted_key(value) else value
+
+
+def _holds_redacted_key(value: Any) -> bool:
+    """True if a dict in `value`, at any depth, has a key `redact` hides."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            hidden = _REDACTED_KEYS.get(key)
+            if hidden is None:
+                hidden = isinstance(key, str) and is_redacted_key(key)
+                if len(_REDACTED_KEYS) < _REDACTED_KEYS_MAX:
+                    _REDACTED_KEYS[key] = hidden
+            if hidden:
+                return True
+            if item.__class__ not in _SCALARS and _holds_redacted_key(item):
+                return True
+        return False
+    if isinstance(value, list | tuple):
+        for item in value:
+            if item.__class__ not in _SCALARS and _holds_redacted_key(item):
+                return True
+    return False
+
+
+#: key -> whether `redact` hides it: a dict lookup is cheaper than the cached function call.
+_REDACTED_KEYS: dict[Any, bool] = {}
+_REDACTED_KEYS_MAX = 4096
+#: Values that hold no dict (checked by exact class: one set lookup per value).
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _redacted_copy(value: Any) -> Any:
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for key, item in value.items():
@@ -160,11 +194,12 @@ def redact(value: Any) -> Any:
             elif item is None or isinstance(item, _IMMUTABLE):  # no copy, no call: hot path
                 out[key] = item
             else:
-                out[key] = redact(item)
+                out[key] = _redacted_copy(item)
         return out
     if isinstance(value, list | tuple):
         return [
-            item if item is None or isinstance(item, _IMMUTABLE) else redact(item) for item in value
+            item if item is None or isinstance(item, _IMMUTABLE) else _redacted_copy(item)
+            for item in value
         ]
     if value is None or isinstance(value, _IMMUTABLE):
         return value
