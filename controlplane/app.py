@@ -32,7 +32,7 @@ from controlplane.api.templates import list_templates
 from controlplane.api.zones import ZoneController
 from controlplane.audit.decision_events import decision_audit_component
 from controlplane.audit.partitions import audit_partitions_component
-from controlplane.audit.writer_lanes import DecisionAuditLanes
+from controlplane.audit.writer_lanes import decision_audit_sink
 from controlplane.auth.admin_tokens import upsert_env_token
 from controlplane.auth.guard import admin_guard
 from controlplane.auth.token_cache import TokenCache
@@ -130,7 +130,7 @@ def create_app(
             settings.argon2_time_cost, settings.argon2_memory_cost, settings.argon2_parallelism
         ),
         runtime=runtime,
-        audit_writer=DecisionAuditLanes(db.url, settings.audit_writer_connections),
+        audit_writer=decision_audit_sink(db.url, settings.audit_writer_connections),
         token_cache=TokenCache(settings.token_cache_seconds),
         fleet=Fleet.watching(runtime, db, kek),
     )

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import asyncio
 
-from controlplane.audit.decision_events import DecisionAuditWriter, DecisionEvent
+from controlplane.audit.decision_events import DecisionAuditSink, DecisionAuditWriter, DecisionEvent
+
+
+def decision_audit_sink(url: str, connections: int) -> DecisionAuditSink:
+    """One group-commit writer (the default), or ``connections`` lanes of them."""
+    if connections <= 1:
+        return DecisionAuditWriter(url)
+    return DecisionAuditLanes(url, connections)
 
 
 class DecisionAuditLanes:

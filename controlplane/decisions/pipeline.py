@@ -277,11 +277,6 @@ def audit_failure_detail(exc: AuditWriteError, events: list[DecisionEvent]) -> s
     )
 
 
-async def record_decision(services: Services, ctx: DecisionContext, outcome: Outcome) -> None:
-    """Write the decision's audit event (group commit); Unavailable if it cannot be made durable."""
-    await record_events(services, [decision_event(ctx, outcome)])
-
-
 SigningKey = tuple[str, bytes]
 
 
@@ -291,12 +286,10 @@ async def signing_key(services: Services, zone_id: str) -> SigningKey:
         return await current_signing_key(conn, services.kek, zone_id)
 
 
-async def respond(
-    services: Services, ctx: DecisionContext, outcome: Outcome, key: SigningKey | None = None
-) -> DecisionResponse:
-    """The response body (signed with the zone's key when asked; ``key`` when already read)."""
+def response_of(ctx: DecisionContext, outcome: Outcome) -> DecisionResponse:
+    """The response body, unsigned."""
     decision = outcome.decision
-    response = DecisionResponse(
+    return DecisionResponse(
         decision=decision.decision,
         reasons=decision.reasons,
         granted_scopes=decision.granted_scopes,
@@ -306,13 +299,17 @@ async def respond(
         determining_policies=[DeterminingPolicy(**p) for p in decision.determining_policies],
         request_id=ctx.request_id,
     )
-    if ctx.sign:
-        kid, private_key = key or await signing_key(services, ctx.zone_id)
-        # The payload is the decision object (the contract); the protected header binds it to
-        # its zone and its time, for verifiers that check them.
-        bound = {"zone_id": ctx.zone_id, "iat": int(ctx.occurred_at.timestamp())}
-        response.jws = sign_jws(private_key, kid, msgspec.to_builtins(response), bound)
-    return response
+
+
+async def sign_response(
+    services: Services, ctx: DecisionContext, response: DecisionResponse, key: SigningKey | None
+) -> None:
+    """Set ``response.jws``: signed with the zone's key (``key`` when already read)."""
+    kid, private_key = key or await signing_key(services, ctx.zone_id)
+    # The payload is the decision object (the contract); the protected header binds it to
+    # its zone and its time, for verifiers that check them.
+    bound = {"zone_id": ctx.zone_id, "iat": int(ctx.occurred_at.timestamp())}
+    response.jws = sign_jws(private_key, kid, msgspec.to_builtins(response), bound)
 
 
 async def _decided(
@@ -329,8 +326,12 @@ async def _decided(
         outcome = Outcome(state.active, session_denial(gate.deny_reason))
     else:
         outcome = timed_evaluation(evaluate, state, ctx.input)
-        outcome = await open_step_up(services, ctx, outcome, gate.session_id)
-    return await respond(services, ctx, outcome, key), outcome
+        if outcome.decision.step_up is not None:
+            outcome = await open_step_up(services, ctx, outcome, gate.session_id)
+    response = response_of(ctx, outcome)
+    if ctx.sign:
+        await sign_response(services, ctx, response, key)
+    return response, outcome
 
 
 async def decide(
@@ -358,7 +359,7 @@ async def decide(
     # The response (and its signature) first: a decision that cannot be answered is not
     # recorded as one that was.
     response, outcome = await _decided(services, state, ctx, gate)
-    await record_decision(services, ctx, outcome)
+    await record_events(services, [decision_event(ctx, outcome)])
     return response
 
 

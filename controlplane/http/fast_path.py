@@ -119,7 +119,7 @@ class FastPath:
         try:
             return self._routes[handler]
         except KeyError:
-            answer = handler.opt.get("fast_path")
+            answer: Answer | None = handler.opt.get("fast_path")
             before = handler.resolve_before_request()
             eligible = (
                 answer is not None
@@ -130,7 +130,7 @@ class FastPath:
                 and "data" not in handler.parsed_fn_signature.parameters
             )
             route = None
-            if eligible:
+            if eligible and answer is not None:
                 guards = tuple(handler.resolve_guards())  # made async by Litestar
                 route = _Route(answer, guards, handler.resolve_request_max_body_size())
             self._routes[handler] = route

@@ -62,22 +62,52 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = True
         self._raw_header_bytes = 0
         self._header_bytes = 0
+        #: the connection's one timer, set for ``_timer_at`` (loop time)
         self._deadline: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        #: when the request phase in ``_deadline_what`` is too slow (None: nothing pending)
+        self._deadline_at: float | None = None
+        self._deadline_what = ""
         self._rejected = False
 
     # -- deadlines --------------------------------------------------------------------------
+    # One timer per connection, not one per request phase: arming moves the deadline and
+    # only reschedules the timer when the new deadline is earlier than the timer; a timer
+    # that fires before its (moved) deadline sets itself again, and one that finds the
+    # connection disarmed stops. A request then costs no timer calls at all.
 
     def _arm(self, seconds: float, what: str) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._too_slow, what)
+        at = self.loop.time() + seconds
+        self._deadline_at, self._deadline_what = at, what
+        if self._deadline is not None and self._timer_at <= at:
+            return
+        self._cancel_timer()
+        self._set_timer(at)
 
     def _disarm(self) -> None:
+        self._deadline_at = None
+
+    def _set_timer(self, at: float) -> None:
+        self._timer_at = at
+        self._deadline = self.loop.call_at(at, self._deadline_passed)
+
+    def _cancel_timer(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _too_slow(self, what: str) -> None:
+    def _deadline_passed(self) -> None:
         self._deadline = None
+        at = self._deadline_at
+        if at is None:
+            return
+        if self.loop.time() < at:
+            self._set_timer(at)
+            return
+        self._deadline_at = None
+        self._too_slow(self._deadline_what)
+
+    def _too_slow(self, what: str) -> None:
         started = self.cycle is not None and self.cycle.response_started
         if started or (self._awaiting_headers and self._raw_header_bytes == 0):
             self._close()  # nothing asked yet, or an answer already on its way: just close
@@ -90,6 +120,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _close(self) -> None:
         self._disarm()
+        self._cancel_timer()
         if not self.transport.is_closing():
             self.transport.close()
 
@@ -122,6 +153,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._cancel_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
