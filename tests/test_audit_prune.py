@@ -71,10 +71,27 @@ def test_prune_drops_only_partitions_entirely_older_than_the_cutoff(
 ) -> None:
     old_months = [months_back(n) for n in range(2, 8)]
     make_partitions(database_url, old_months)
+    db.execute(
+        "INSERT INTO zones (id, org_id, name, slug) VALUES ('z', 'default', 'Prune', 'prune')"
+    )
+    keys: dict[str, date] = {}
     for month in old_months:
         start = datetime(month.year, month.month, 1, tzinfo=now().tzinfo)
-        insert_event(db, "z", event_type="old", occurred_at=start + timedelta(hours=1))
-        insert_event(db, "z", event_type="old", occurred_at=start + timedelta(days=27))
+        for offset in (timedelta(hours=1), timedelta(days=27)):
+            insert_event(db, "z", event_type="old", occurred_at=start + offset)
+            key = f"opa-{month:%Y%m}-{offset.days}"
+            db.execute(
+                "INSERT INTO opa_decision_ids (zone_id, decision_id, occurred_at)"
+                " VALUES ('z', %s, %s)",
+                (key, start + offset),
+            )
+            keys[key] = month
+    # a key far older than any partition (its event is in DEFAULT, which is never pruned)
+    db.execute(
+        "INSERT INTO opa_decision_ids VALUES ('z', 'opa-default', %s)",
+        (now() - timedelta(days=3000),),
+    )
+    keys["opa-default"] = date(1900, 1, 1)
     # far older than any partition: lands in DEFAULT, which is never pruned
     insert_event(db, "z", event_type="old", occurred_at=now() - timedelta(days=3000))
     recent = insert_event(db, "z", event_type="recent")
@@ -103,6 +120,12 @@ def test_prune_drops_only_partitions_entirely_older_than_the_cutoff(
     event = db.execute("SELECT * FROM audit_events WHERE event_type = 'audit.pruned'").fetchone()
     assert event is not None and event["zone_id"] is None
     assert sorted(event["metadata_json"]["partitions"]) == sorted(expected)
+    assert event["metadata_json"]["opa_decision_ids"] == 2 * len(expected)
+    # The OPA decision-log keys of the dropped months went with them; the others stay.
+    kept = db.execute("SELECT decision_id FROM opa_decision_ids ORDER BY decision_id").fetchall()
+    assert [r["decision_id"] for r in kept] == sorted(
+        key for key, month in keys.items() if f"audit_events_{month:%Y%m}" not in expected
+    )
 
     again = cli(database_url, "--older-than", "90d")
     assert again.returncode == 0

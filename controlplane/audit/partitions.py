@@ -174,6 +174,7 @@ async def prune(conn: Conn, older_than_seconds: int, *, dry_run: bool = False) -
     ]
     if dry_run or not doomed:
         return [p.name for p in doomed]
+    keys = 0
     for partition in doomed:
         async with conn.transaction():
             await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
@@ -182,6 +183,14 @@ async def prune(conn: Conn, older_than_seconds: int, *, dry_run: bool = False) -
                     sql.Identifier(partition.schema), sql.Identifier(partition.name)
                 )
             )
+            # The idempotency keys of the OPA decision-log events that partition held
+            # (controlplane.fleet.decision_logs) go with them.
+            cur = await conn.execute(
+                "DELETE FROM opa_decision_ids WHERE occurred_at < %s"
+                " AND (%s::timestamptz IS NULL OR occurred_at >= %s)",
+                (partition.upper, partition.lower, partition.lower),
+            )
+            keys += cur.rowcount
     async with conn.transaction():
         await record_event(
             conn,
@@ -192,6 +201,7 @@ async def prune(conn: Conn, older_than_seconds: int, *, dry_run: bool = False) -
                 "partitions": [p.name for p in doomed],
                 "cutoff": cutoff.isoformat(),
                 "older_than_seconds": older_than_seconds,
+                "opa_decision_ids": keys,
             },
         )
     return [p.name for p in doomed]
