@@ -20,10 +20,8 @@ from litestar.serialization import encode_json, get_serializer
 
 from controlplane.api.common import actor_id
 from controlplane.decisions import pipeline
-from controlplane.decisions.input_limits import check_input_limits
+from controlplane.decisions.input_limits import check_batch_input_limits, check_input_limits
 from controlplane.decisions.pipeline import MAX_BATCH_INPUTS, DecisionResponse
-from controlplane.decisions.sessions import at_batch_item
-from controlplane.errors import Invalid
 from controlplane.http.errors import MISSING_BODY, ErrorBody, invalid_body
 from controlplane.http.request_context import current_request_id
 from controlplane.http.strict_input import decode_strictly
@@ -110,11 +108,7 @@ async def answer_decision(services: Services, zone_id: str, body: bytes, actor: 
 async def answer_batch(services: Services, zone_id: str, body: bytes, actor: str) -> bytes:
     """The encoded 200 body of ``POST …/decisions/batch`` (errors raise)."""
     data = decode_batch(body)
-    for index, item in enumerate(data.inputs):
-        try:
-            check_input_limits(item, body)
-        except Invalid as exc:
-            raise at_batch_item(exc, index) from None
+    check_batch_input_limits(data.inputs, body)
     decisions = await pipeline.decide_batch(
         services,
         zone_id,

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from litestar.testing import TestClient
 
-from controlplane.decisions.input_limits import MAX_REQUESTED_SCOPES
+from controlplane.decisions.input_limits import MAX_LIST_ITEMS, MAX_REQUESTED_SCOPES, MAX_VALUES
 from tests.api.policy_helpers import ALLOW, active_set
 from tests.api.test_decision_sessions import STEP_UP, session
 from tests.conftest import bearer
@@ -268,3 +268,30 @@ def test_an_item_over_an_input_limit_refuses_the_batch(
     assert response.status_code == 400, response.text
     assert response.json()["issues"][0]["path"] == ["inputs", 1, "requested_scopes"]
     assert decision_rows(db, z) == []
+
+
+def test_value_limits_are_per_item_in_a_large_batch(
+    client: TestClient, zone: dict[str, Any], db: psycopg.Connection[Any]
+) -> None:
+    """The body of a full batch has more commas than one input may hold values: each item
+    is still judged on its own (all small: decided), and an item over the list or value
+    limit refuses the batch, named by its index."""
+    z = zone["id"]
+    active_set(client, z, ALLOW)
+    small = {"subject": {"roles": [f"r{i}" for i in range(15)]}, "context": {"a": 1, "b": 2}}
+    assert batch(client, z, {"inputs": [small] * 100}).status_code == 200
+
+    long_list = {"subject": {"roles": [f"r{i}" for i in range(MAX_LIST_ITEMS + 1)]}}
+    response = batch(client, z, {"inputs": [small] * 50 + [long_list] + [small] * 49})
+    assert response.status_code == 400, response.text
+    assert response.json()["issues"] == [
+        {"path": ["inputs", 50, "subject", "roles"], "message": "at most 1000 items are allowed"}
+    ]
+
+    many = {"context": {f"k{i}": i for i in range(MAX_VALUES - 1)}}  # + input + context
+    response = batch(client, z, {"inputs": [small, many]})
+    assert response.status_code == 400, response.text
+    assert response.json()["issues"] == [
+        {"path": ["inputs", 1], "message": f"at most {MAX_VALUES} values are allowed"}
+    ]
+    assert len(decision_rows(db, z)) == 100  # only the first batch was decided
