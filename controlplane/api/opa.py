@@ -20,6 +20,7 @@ from controlplane.fleet.decision_logs import (
     inflate,
     store_events,
 )
+from controlplane.fleet.deep_events import holds_deep_events
 from controlplane.fleet.longpoll import prefer_wait
 from controlplane.fleet.service import serve_active_bundle
 from controlplane.fleet.signing import ALGORITHM
@@ -192,11 +193,16 @@ class OpaController(Controller):
         """OPA's decision-log upload (gzip JSON array) into the zone's audit log."""
         body = await _read_capped(request, MAX_GZIP_BYTES)
         text = inflate(body, _gzipped(request))
-        events = check_events(decode_strictly(_ANY, text))  # malformed, or deeper than 64: 400
+        # Malformed: 400. Nested deeper than 64 levels: stored, too-deep parts summarised (one
+        # deep event must not refuse its chunk, which OPA would retry forever).
+        events = check_events(decode_strictly(_ANY, text, max_depth=None))
         has_nul = b"\\u0000" in text  # jsonb refuses NUL: such events are cleaned first
+        deep = holds_deep_events(text)
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
-            result = await store_events(conn, zone_id, actor_id(request), events, has_nul=has_nul)
+            result = await store_events(
+                conn, zone_id, actor_id(request), events, has_nul=has_nul, deep=deep
+            )
         return Response(None, status_code=204, headers={"X-Caracal-Skipped": str(result.skipped)})
 
     @post(

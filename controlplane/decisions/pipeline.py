@@ -143,30 +143,38 @@ async def open_step_up(
     return replace(outcome, decision=decision)
 
 
-def _size_and_hash(value: Any, limit: int) -> tuple[int, str] | None:
-    """``(bytes, SHA-256)`` of ``value``'s JSON when it is over ``limit`` bytes, else None."""
-    encoded = _json.encode(value)
-    if len(encoded) <= limit:
-        return None
-    return len(encoded), hashlib.sha256(encoded).hexdigest()
+def omitted(encoded: bytes, reason: str | None = None) -> dict[str, Any]:
+    """What the audit records instead of a value it leaves out: ``{"omitted_bytes",
+    "sha256"}`` of the value's JSON ``encoded``, and ``omitted_reason`` when given."""
+    summary: dict[str, Any] = {
+        "omitted_bytes": len(encoded),
+        "sha256": hashlib.sha256(encoded).hexdigest(),
+    }
+    if reason is not None:
+        summary["omitted_reason"] = reason
+    return summary
 
 
 def audited(value: Any) -> Any:
     """``value`` for the audit metadata, or, when its JSON is over
-    ``MAX_AUDITED_FIELD_BYTES``, ``{"omitted_bytes", "sha256"}`` instead: policy results
-    can copy the input (``granted_scopes`` is the requested scopes), and an audit row must
-    not grow with it."""
-    too_big = _size_and_hash(value, MAX_AUDITED_FIELD_BYTES) if value else None
-    return value if too_big is None else {"omitted_bytes": too_big[0], "sha256": too_big[1]}
+    ``MAX_AUDITED_FIELD_BYTES``, ``omitted(…)`` (``{"omitted_bytes", "sha256"}``) instead:
+    policy results can copy the input (``granted_scopes`` is the requested scopes), and an
+    audit row must not grow with it."""
+    if not value:
+        return value
+    encoded = _json.encode(value)
+    return value if len(encoded) <= MAX_AUDITED_FIELD_BYTES else omitted(encoded)
 
 
 def audited_input(input: dict[str, Any]) -> dict[str, Any]:
     """``{"input": …}`` for the audit metadata, or, for an input over
-    ``MAX_AUDITED_INPUT_BYTES`` of JSON, its size and SHA-256 instead."""
-    too_big = _size_and_hash(input, MAX_AUDITED_INPUT_BYTES)
-    if too_big is None:
+    ``MAX_AUDITED_INPUT_BYTES`` of JSON, its size and SHA-256 instead (``input_bytes``,
+    ``input_sha256``)."""
+    encoded = _json.encode(input)
+    if len(encoded) <= MAX_AUDITED_INPUT_BYTES:
         return {"input": input}
-    return {"input_bytes": too_big[0], "input_sha256": too_big[1]}
+    summary = omitted(encoded)
+    return {"input_bytes": summary["omitted_bytes"], "input_sha256": summary["sha256"]}
 
 
 def scrubbed_diagnostics(

@@ -9,6 +9,8 @@ NOTHING … RETURNING``; only the ids that insert returns get an audit row. A co
 of the same chunk waits on the key's index entry and then finds it taken.
 (``audit_events`` is partitioned by ``occurred_at``: a unique index there would have to
 include the timestamp, which is why the key lives in its own table.)
+An event nested deeper than the body limit is stored too, its too-deep parts summarised
+(``controlplane.fleet.deep_events``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from controlplane.audit.decision_events import _INSERT, DecisionEvent, _without_
 from controlplane.db.pool import Conn
 from controlplane.decisions.pipeline import MAX_DIAGNOSTIC_CHARS, audited, audited_input
 from controlplane.errors import Invalid
+from controlplane.fleet.deep_events import within_depth
+from controlplane.json_depth import TOO_DEEP_TO_DECODE
 from controlplane.keys.secret_fields import redact, scrub, secret_values
 
 __all__ = [
@@ -157,15 +161,17 @@ async def _zone_versions(conn: Conn, zone_id: str, revisions: set[str]) -> dict[
 
 
 def _audit_event(
-    zone_id: str, actor_id: str | None, parsed: _Parsed, versions: dict[str, dict]
+    zone_id: str, actor_id: str | None, parsed: _Parsed, versions: dict[str, dict], *, deep: bool
 ) -> DecisionEvent:
+    """The event's audit row; ``deep``: its parts may nest too deep (``within_depth``)."""
     event = parsed.event
     raw_labels = event.get("labels")
     labels: dict[str, Any] = raw_labels if isinstance(raw_labels, dict) else {}
     revisions = _revisions(event)
     version = next((versions[r] for r in revisions if r in versions), None)
     result = event.get("result")
-    shaped = isinstance(result, dict) and result.get("decision") in _DECISIONS
+    decision = result.get("decision") if isinstance(result, dict) else None
+    shaped = isinstance(decision, str) and decision in _DECISIONS  # a dict is not hashable
     input = event.get("input")
     error = event.get("error")
     metadata: dict[str, Any] = {
@@ -195,12 +201,14 @@ def _audit_event(
         metadata["error"] = scrub(msgspec.json.encode(error).decode(), secrets)[
             :MAX_DIAGNOSTIC_CHARS
         ]
+    if deep:
+        metadata = within_depth(metadata)
     return DecisionEvent(
         id=uuid7(),
         zone_id=zone_id,
         request_id=parsed.decision_id,
         actor_id=actor_id,
-        decision=result["decision"] if shaped else None,  # type: ignore[index]
+        decision=decision if shaped else None,
         evaluation_status="error" if error is not None else "complete",
         metadata=redact(metadata),
         policy_set_id=str(version["policy_set_id"]) if version else None,
@@ -225,9 +233,17 @@ class IngestResult:
 
 
 async def store_events(
-    conn: Conn, zone_id: str, actor_id: str | None, events: Sequence[Any], *, has_nul: bool
+    conn: Conn,
+    zone_id: str,
+    actor_id: str | None,
+    events: Sequence[Any],
+    *,
+    has_nul: bool,
+    deep: bool,
 ) -> IngestResult:
-    """Store the new events of one upload in the caller's transaction (all or nothing)."""
+    """Store the new events of one upload in the caller's transaction (all or nothing).
+    ``has_nul``: the upload holds ``\\u0000`` (which jsonb refuses); ``deep``: an event may nest
+    deeper than ``MAX_DEPTH`` (``holds_deep_events``)."""
     parsed: dict[str, _Parsed] = {}
     skipped = 0
     for raw in events:
@@ -249,7 +265,10 @@ async def store_events(
     fresh = [p for p in items if p.decision_id in new]
     revisions = {r for p in fresh for r in _revisions(p.event)}
     versions = await _zone_versions(conn, zone_id, revisions)
-    rows = [_audit_event(zone_id, actor_id, p, versions) for p in fresh]
+    try:
+        rows = [_audit_event(zone_id, actor_id, p, versions, deep=deep) for p in fresh]
+    except RecursionError:  # a part about as deep as the decoder goes, measured deeper in the stack
+        raise Invalid.body(TOO_DEEP_TO_DECODE) from None
     if has_nul:  # jsonb refuses \u0000
         rows = [_without_nul(row) for row in rows]
     for start in range(0, len(rows), _INSERT_BATCH):

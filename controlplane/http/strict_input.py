@@ -8,7 +8,8 @@ hook runs for every route, before Litestar's own parsing:
   ``400 invalid_query`` at its name, and an integer parameter must be written as one
   (``-?[0-9]+``) — Litestar then checks its range as usual;
 - the body is decoded strictly against the handler's ``data`` type (``400 invalid_body``),
-  and may nest at most ``MAX_DEPTH`` levels; Litestar's own pass then only sees valid bodies.
+  and may nest at most ``MAX_DEPTH`` levels (``controlplane.json_depth``); Litestar's own
+  pass then only sees valid bodies.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 
 from controlplane.http.errors import ApiError, Issue, invalid_query, msgspec_issue
+from controlplane.json_depth import MAX_DEPTH, TOO_DEEP_TO_DECODE, nests_deeper_than
 
 
 class _HandlerInput(typing.NamedTuple):
@@ -83,9 +85,13 @@ def check_query(request: Request[Any, Any, Any], integer_queries: frozenset[str]
             raise invalid_query("Expected `int`", [name])
 
 
-def decode_strictly(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
+def decode_strictly(
+    decoder: msgspec.json.Decoder[Any], body: bytes, *, max_depth: int | None = MAX_DEPTH
+) -> Any:
     """``decoder.decode(body)``; 400 invalid_body (with the issue) if it does not decode or
-    nests deeper than ``MAX_DEPTH``."""
+    nests deeper than ``max_depth`` levels. ``max_depth=None`` leaves only the decoder's own
+    bound (about 1,000 levels, less the stack in use), for a route that bounds what it
+    stores itself (OPA decision logs)."""
     try:
         value = decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -99,47 +105,16 @@ def decode_strictly(decoder: msgspec.json.Decoder[Any], body: bytes) -> Any:
             400, "invalid_body", issues=[Issue(path=[], message="malformed JSON: invalid UTF-8")]
         ) from None
     except RecursionError:
-        raise too_deep() from None
-    # Fewer brackets than the limit cannot nest deeper than it: the exact count is rarely run.
-    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and nesting_depth(body) > MAX_DEPTH:
-        raise too_deep()
+        raise too_deep(max_depth) from None
+    if max_depth is not None and nests_deeper_than(body, max_depth):
+        raise too_deep(max_depth)
     return value
 
 
-#: How deep a JSON body may nest objects and arrays. Free-form values (decision inputs,
-#: provider configuration) are walked recursively by the service and by the Rego engine, so
-#: the depth is bounded once, here, for every body.
-MAX_DEPTH = 64
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
-_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
-
-
-def nesting_depth(body: bytes, limit: int = MAX_DEPTH) -> int:
-    """The deepest nesting of objects and arrays in a well-formed JSON document, counted up
-    to ``limit + 1`` (enough to tell whether it is deeper than ``limit``).
-
-    Strings removed and every other character but brackets deleted, each pass deletes every
-    innermost ``[]``/``{}`` pair in one scan: the number of passes that empty the brackets is
-    the depth. All of it runs in C (a batch of inputs has more brackets than the limit while
-    nesting little: walking every bracket in Python cost ~10 % of a batch request)."""
-    brackets = _without_strings(body).translate(None, _NOT_BRACKETS)
-    depth = 0
-    while brackets and depth <= limit:
-        brackets = _EMPTY_PAIR.sub(b"", brackets)
-        depth += 1
-    return depth
-
-
-def _without_strings(body: bytes) -> bytes:
-    """``body`` without its JSON strings. Without an escaped quote in the document, every
-    ``"`` opens or closes a string, so splitting on it is exact (and fast); else the regex."""
-    if b'\\"' not in body:
-        return b"".join(body.split(b'"')[0::2])
-    return _STRING.sub(b"", body)
-
-
-def too_deep() -> ApiError:
-    """400 invalid_body for a body nested deeper than ``MAX_DEPTH``."""
-    message = f"JSON nested deeper than {MAX_DEPTH} levels"
+def too_deep(max_depth: int | None = MAX_DEPTH) -> ApiError:
+    """400 invalid_body for a body nested deeper than ``max_depth`` (None: than the JSON
+    decoder goes)."""
+    message = (
+        TOO_DEEP_TO_DECODE if max_depth is None else f"JSON nested deeper than {max_depth} levels"
+    )
     return ApiError(400, "invalid_body", issues=[Issue(path=[], message=message)])

@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from controlplane.app import create_app
 from controlplane.http.errors import msgspec_issue
-from controlplane.http.strict_input import nesting_depth
+from controlplane.json_depth import nesting_depth
 from tests.api.test_auth_matrix import fill, v1_routes
 from tests.conftest import ADMIN_TOKEN, TEST_KEK
 

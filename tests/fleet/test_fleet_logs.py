@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import threading
 import zlib
@@ -238,3 +239,160 @@ def test_decision_event_time_is_kept(client: TestClient, zone: dict) -> None:
         now["decision_id"],
         late["decision_id"],
     ]
+
+
+def nested(levels: int, leaf: Any = 1) -> Any:
+    """An object nesting ``levels`` levels: ``{"a": {"a": … leaf}}``."""
+    value = leaf
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def summary_of(value: Any) -> dict[str, Any]:
+    """``{"omitted_bytes", "sha256"}`` of ``value``'s compact JSON, as the audit records it."""
+    encoded = json.dumps(value, separators=(",", ":")).encode()
+    return {"omitted_bytes": len(encoded), "sha256": hashlib.sha256(encoded).hexdigest()}
+
+
+def opa_event_count(db: Any, zone_id: str) -> int:
+    return db.execute(
+        "SELECT count(*) AS n FROM audit_events WHERE zone_id = %s AND event_type = 'decision.opa'",
+        (zone_id,),
+    ).fetchone()["n"]
+
+
+def test_a_deep_event_is_stored_summarised_with_its_chunk(
+    client: TestClient, zone: dict, db: Any
+) -> None:
+    """One event nested deeper than 64 levels does not refuse its chunk (OPA would retry it
+    forever): it is stored with its input summarised, the others as usual."""
+    zone_id = zone["id"]
+    version = active_set(client, zone_id, ALLOW)["version"]["id"]
+    token = pdp_token(client, zone_id)
+    deep_input = {"subject": {"password": "hunter2-secret"}, "resource": nested(100)}
+    moment = datetime(2026, 3, 16, 11, 0, 0, 654321, tzinfo=UTC)
+    events = [
+        decision_event({"i": 1}, RESULT, revision=version),
+        decision_event(deep_input, RESULT, revision=version, req_id=2, moment=moment),
+        decision_event({"i": 3}, RESULT, revision=version, req_id=3),
+    ]
+    body = log_chunk(events)
+    response = post_logs(client, zone_id, token, body)
+    assert response.status_code == 204, response.text
+    assert response.headers["x-caracal-skipped"] == "0"
+
+    rows = {r["request_id"]: r for r in opa_events(client, zone_id)}
+    assert set(rows) == {e["decision_id"] for e in events}
+    deep = rows[events[1]["decision_id"]]
+    metadata = deep["metadata_json"]
+    assert "input" not in metadata
+    summary = summary_of(deep_input)
+    assert metadata["input_bytes"] == summary["omitted_bytes"]
+    assert metadata["input_sha256"] == summary["sha256"]
+    assert metadata["input_omitted_reason"] == "nested deeper than 64 levels"
+    assert deep["decision"] == "partial" and metadata["granted_scopes"] == ["orders:read"]
+    assert metadata["policy_set_version_id"] == version and metadata["req_id"] == 2
+    assert datetime.fromisoformat(deep["occurred_at"]) == moment
+    assert "hunter2-secret" not in json.dumps(rows)
+    for normal in (events[0], events[2]):
+        row = rows[normal["decision_id"]]
+        assert row["metadata_json"]["input"] == normal["input"]
+        assert "input_omitted_reason" not in row["metadata_json"]
+        assert row["decision"] == "partial" and row["metadata_json"]["obligations"] == {"log": True}
+
+    # OPA's retry of the same chunk stores nothing twice
+    assert post_logs(client, zone_id, token, body).status_code == 204
+    assert opa_event_count(db, zone_id) == 3
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM opa_decision_ids WHERE zone_id = %s", (zone_id,)
+        ).fetchone()["n"]
+        == 3
+    )
+
+
+def test_deep_results_and_outputs_are_summarised_field_by_field(
+    client: TestClient, zone: dict
+) -> None:
+    """A result of the result shape keeps its decision (a too-deep obligation is summarised
+    alone); any other too-deep result, label or field is summarised whole; a part nesting
+    63 levels (so the event 64) is kept as it is."""
+    zone_id = zone["id"]
+    version = active_set(client, zone_id, ALLOW)["version"]["id"]
+    token = pdp_token(client, zone_id)
+    deep_obligations = {**RESULT, "decision": "deny", "obligations": nested(80)}
+    deep_list: Any = 1
+    for _ in range(70):
+        deep_list = [deep_list]
+    at_the_limit = decision_event(nested(63), True, revision=version)  # the event: 64 levels
+    over_the_limit = decision_event(nested(64), True, revision=version)
+    deep_label = decision_event({}, True, revision=version)
+    deep_label["labels"]["id"] = nested(70)
+    deep_label["masked"] = [nested(70)]
+    events = [
+        decision_event({"x": 1}, deep_obligations, revision=version),
+        decision_event({"x": 2}, deep_list, revision=version),
+        decision_event({"x": 3}, {"decision": {"not": "a string"}}, revision=version),
+        at_the_limit,
+        over_the_limit,
+        deep_label,
+    ]
+    response = post_logs(client, zone_id, token, log_chunk(events))
+    assert response.status_code == 204, response.text
+    rows = {
+        r["request_id"]: r["metadata_json"] | {"_decision": r["decision"]}
+        for r in opa_events(client, zone_id)
+    }
+    reason = {"omitted_reason": "nested deeper than 64 levels"}
+
+    shaped = rows[events[0]["decision_id"]]
+    assert shaped["_decision"] == "deny"
+    assert shaped["obligations"] == summary_of(nested(80)) | reason
+    assert shaped["reasons"] == RESULT["reasons"] and shaped["input"] == {"x": 1}
+    listed = rows[events[1]["decision_id"]]
+    assert listed["_decision"] is None and listed["result"] == summary_of(deep_list) | reason
+    odd = rows[events[2]["decision_id"]]  # a decision that is not a string: no decision
+    assert odd["_decision"] is None and odd["result"] == {"decision": {"not": "a string"}}
+    assert rows[at_the_limit["decision_id"]]["input"] == nested(63)
+    over = rows[over_the_limit["decision_id"]]
+    assert "input" not in over and over["input_bytes"] == summary_of(nested(64))["omitted_bytes"]
+    labelled = rows[deep_label["decision_id"]]
+    assert labelled["pdp_instance_id"] == summary_of(nested(70)) | reason
+    assert labelled["masked"] == summary_of([nested(70)]) | reason
+    assert labelled["opa_version"] == "1.4.2" and labelled["input"] == {}
+
+
+def with_deep_input(event: dict[str, Any], levels: int) -> bytes:
+    """A chunk of ``event`` whose input nests ``levels`` levels (written as text: Python's
+    own JSON encoder stops before 1,000)."""
+    deep = b'{"a":' * levels + b"1" + b"}" * levels
+    text = json.dumps([{**event, "input": "DEEP"}], separators=(",", ":")).encode()
+    return gzip.compress(text.replace(b'"DEEP"', deep))
+
+
+def test_a_chunk_deeper_than_the_decoder_goes_is_a_clean_400(
+    client: TestClient, zone: dict
+) -> None:
+    """Past about 1,000 levels the JSON decoder stops: 400 invalid_body, nothing stored; at
+    its edge a chunk is stored or refused, never a 500."""
+    zone_id = zone["id"]
+    version = active_set(client, zone_id, ALLOW)["version"]["id"]
+    token = pdp_token(client, zone_id)
+    response = post_logs(
+        client, zone_id, token, with_deep_input(decision_event({}, RESULT, revision=version), 5000)
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_body"
+    assert response.json()["issues"][0]["message"] == (
+        "JSON nested deeper than the decoder's limit (about 1000 levels)"
+    )
+    assert opa_events(client, zone_id) == []
+
+    statuses = set()
+    for levels in range(900, 1001):
+        event = decision_event({}, RESULT, revision=version)
+        response = post_logs(client, zone_id, token, with_deep_input(event, levels))
+        statuses.add(response.status_code)
+        assert response.status_code in (204, 400), (levels, response.text)
+    assert statuses == {204, 400}  # the edge was crossed

@@ -1,0 +1,62 @@
+"""OPA decision events nested deeper than ``MAX_DEPTH``: stored, their too-deep parts
+summarised.
+
+OPA retries a whole decision-log chunk after any non-2xx answer, forever, so one event
+nested too deep must not refuse its chunk. The chunk is decoded without the body depth
+limit (the decoder's own bound, about 1,000 levels, still holds) and each of its events is
+stored; in the audit metadata of an event, a field that would nest it deeper than
+``MAX_DEPTH`` levels (the input, the result, a policy output, a label…) is replaced by the
+size and SHA-256 of its JSON, as the audit records a value too large. Nothing deeper than
+the limit reaches the recursive walks of the metadata (redaction, NUL cleaning) or jsonb.
+
+Most chunks are shallow: one count of the chunk's brackets, rarely one depth scan of it in
+C, tells that none of its events can be deep, and then no event is measured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from controlplane.decisions.pipeline import omitted
+from controlplane.json_depth import MAX_DEPTH, nests_deeper_than
+
+__all__ = ["TOO_DEEP", "holds_deep_events", "within_depth"]
+
+#: ``omitted_reason`` of a part left out for its depth.
+TOO_DEEP = f"nested deeper than {MAX_DEPTH} levels"
+_json = msgspec.json.Encoder()
+
+
+def holds_deep_events(chunk: bytes) -> bool:
+    """True if an event of the JSON array ``chunk`` may nest deeper than ``MAX_DEPTH`` (the
+    array is one level more)."""
+    return nests_deeper_than(chunk, MAX_DEPTH + 1)
+
+
+def within_depth(metadata: dict[str, Any]) -> dict[str, Any]:
+    """An event's audit ``metadata`` nesting at most ``MAX_DEPTH`` levels: ``metadata``
+    itself, or a copy in which each field nesting deeper than ``MAX_DEPTH - 1`` is
+    ``omitted(…, TOO_DEEP)`` — the input as ``input_bytes``, ``input_sha256`` and
+    ``input_omitted_reason`` instead of ``input`` (the names of an input too large)."""
+    bounded: dict[str, Any] | None = None
+    for key, value in metadata.items():
+        if not isinstance(value, dict | list):
+            continue
+        encoded = _json.encode(value)
+        if not nests_deeper_than(encoded, MAX_DEPTH - 1):
+            continue
+        if bounded is None:
+            bounded = dict(metadata)
+        summary = omitted(encoded, TOO_DEEP)
+        if key == "input":
+            del bounded["input"]
+            bounded.update(
+                input_bytes=summary["omitted_bytes"],
+                input_sha256=summary["sha256"],
+                input_omitted_reason=TOO_DEEP,
+            )
+        else:
+            bounded[key] = summary
+    return metadata if bounded is None else bounded
