@@ -35,14 +35,12 @@ settings := {
 # ---- Input --------------------------------------------------------------------------
 # A field of the wrong type counts as absent.
 
-clearance := value if {
-	value := input.subject.attributes.clearance
-	is_number(value)
-} else := 0
+# A number as itself, any other value as 0.
+number_or_zero(value) := value if is_number(value) else := 0
 
 # ---- Policy -------------------------------------------------------------------------
-# Few rules with named local values: each rule regorus evaluates costs about 3 µs
-# (docs/performance.md).
+# Few rules, with named local values and one helper function: each rule regorus evaluates
+# costs about 3 µs, a function call about half that (docs/performance.md).
 
 result := {"decision": "deny", "reasons": ["subject_inactive"]} if {
 	input.subject.attributes.status in settings.inactive_statuses
@@ -53,14 +51,15 @@ result := {"decision": "deny", "reasons": ["subject_inactive"]} if {
 	risk := input.context.risk_score
 	not is_number(risk)
 } else := {"decision": "allow", "reasons": ["attributes_permit_requested_scopes"]} if {
-	count(granted) > 0
-	count(granted) == count(input.requested_scopes)
+	# Every requested scope granted (granted keeps the requested order and repeats).
+	granted != []
+	granted == input.requested_scopes
 } else := {
 	"decision": "partial",
 	"reasons": ["attributes_permit_some_requested_scopes"],
 	"granted_scopes": granted,
 } if {
-	count(granted) > 0
+	granted != []
 } else := {"decision": "deny", "reasons": ["no_scopes_requested"]} if {
 	not scopes_requested
 } else := {"decision": "deny", "reasons": ["attributes_permit_no_requested_scope"]}
@@ -72,9 +71,9 @@ scopes_requested if {
 }
 
 # The requested scopes whose requirement the subject meets, in the order requested, repeats
-# kept; a scope that is not a string is never granted.
+# kept; a scope that is not a string is never granted, and nothing when requested_scopes is
+# not a list. The values every scope's test reads are named once, after the comprehension.
 granted := [scope |
-	is_array(input.requested_scopes)
 	some scope in input.requested_scopes
 	is_string(scope)
 
@@ -82,8 +81,7 @@ granted := [scope |
 	# scope without ":" is its own action), else the default.
 	parts := split(scope, ":")
 	action := parts[count(parts) - 1]
-	requirements := settings.scope_requirements
-	by_action := object.get(requirements, action, settings.default_requirement)
+	by_action := object.get(requirements, action, default_requirement)
 	requirement := object.get(requirements, scope, by_action)
 
 	# The subject meets it with enough clearance and, where the requirement lists
@@ -92,7 +90,14 @@ granted := [scope |
 	every field, allowed in object.remove(requirement, {"min_clearance"}) {
 		subject_facts[field] in allowed
 	}
-]
+] if {
+	is_array(input.requested_scopes)
+	requirements := settings.scope_requirements
+	default_requirement := settings.default_requirement
+
+	# The subject's clearance (absent, or not a number: 0).
+	clearance := number_or_zero(object.get(input, ["subject", "attributes", "clearance"], 0))
+} else := []
 
 # The subject's department and type as requirements list them (null when absent).
 subject_facts := {

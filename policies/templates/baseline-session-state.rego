@@ -19,9 +19,6 @@ settings := {
 
 # ---- Input --------------------------------------------------------------------------
 
-# A session is an object (any other value counts as no session).
-session_present if is_object(input.session)
-
 # The evaluation time: input.context.time (RFC 3339) when given, else the engine's clock.
 now := time.parse_rfc3339_ns(input.context.time) if is_string(input.context.time)
 else := time.now_ns()
@@ -61,8 +58,8 @@ violations contains "authentication_in_future" if {
 
 # An authentication time that is present but unreadable must not pass unchecked.
 violations contains "authentication_time_invalid" if {
-	input.session.authenticated_at != null
 	not session_times.authenticated_at
+	input.session.authenticated_at != null
 }
 
 violations contains "session_subject_mismatch" if {
@@ -75,11 +72,13 @@ violations contains "delegated_session_without_parent" if {
 	not has_parent
 }
 
-# A request without a session is denied for that alone. Negate the named rule, not
-# is_object(input.session): OPA leaves a negated call over a missing value undefined, so
-# that form would let a request without a session through there.
-result := {"decision": "deny", "reasons": ["session_missing"]} if {
-	not session_present
+# A session is an object (any other value counts as no session). A request without one is
+# denied for that alone: the violations are gathered only when there is a session. The
+# allowed case comes first so that it evaluates the fewest rules, and no test is negated
+# (OPA leaves `not is_object(input.session)` undefined when the session is missing).
+result := {"decision": "allow", "reasons": ["session_active"]} if {
+	is_object(input.session)
+	count(violations) == 0
 } else := {"decision": "deny", "reasons": sort(violations)} if {
-	count(violations) > 0
-} else := {"decision": "allow", "reasons": ["session_active"]}
+	is_object(input.session)
+} else := {"decision": "deny", "reasons": ["session_missing"]}
