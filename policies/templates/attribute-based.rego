@@ -48,11 +48,10 @@ result := {"decision": "deny", "reasons": ["subject_inactive"]} if {
 	input.context.risk_score > settings.max_risk_score
 } else := {"decision": "deny", "reasons": ["risk_score_too_high"]} if {
 	# A risk score that is present but not a number counts as too high.
-	risk := input.context.risk_score
-	not is_number(risk)
+	type_name(input.context.risk_score) != "number"
 } else := {"decision": "allow", "reasons": ["attributes_permit_requested_scopes"]} if {
-	# Every requested scope granted (granted keeps the requested order and repeats).
-	granted != []
+	# Scopes were requested and every one is granted (granted keeps their order and repeats).
+	input.requested_scopes != []
 	granted == input.requested_scopes
 } else := {
 	"decision": "partial",
@@ -81,8 +80,7 @@ granted := [scope |
 	# scope without ":" is its own action), else the default.
 	parts := split(scope, ":")
 	action := parts[count(parts) - 1]
-	by_action := object.get(requirements, action, default_requirement)
-	requirement := object.get(requirements, scope, by_action)
+	requirement := object.get(requirements, scope, object.get(requirements, action, default_requirement))
 
 	# The subject meets it with enough clearance and, where the requirement lists
 	# departments or subject types, one of them (a subject without one meets no such list).

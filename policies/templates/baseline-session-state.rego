@@ -24,12 +24,11 @@ now := time.parse_rfc3339_ns(input.context.time) if is_string(input.context.time
 else := time.now_ns()
 
 # The session's times that are readable, in nanoseconds since the epoch.
-session_times := {field: ns |
+session_times := {field: time.parse_rfc3339_ns(value) |
 	some field in ["expires_at", "authenticated_at"]
 	value := input.session[field]
 	is_string(value)
 	value != ""
-	ns := time.parse_rfc3339_ns(value)
 }
 
 # A delegated session belongs to the user who delegated, not to the acting subject.
@@ -48,12 +47,15 @@ violations contains "session_expiry_missing" if not session_times.expires_at
 
 violations contains "session_expired" if session_times.expires_at <= now
 
-violations contains "authentication_too_old" if {
-	now - session_times.authenticated_at > time.parse_duration_ns(settings.max_authentication_age)
-}
-
-violations contains "authentication_in_future" if {
-	session_times.authenticated_at - now > time.parse_duration_ns(settings.clock_skew)
+# The authentication time must lie at most max_authentication_age before now and at most
+# clock_skew after it.
+violations contains reason if {
+	authenticated_at := session_times.authenticated_at
+	some reason, broken in {
+		"authentication_too_old": now - authenticated_at > time.parse_duration_ns(settings.max_authentication_age),
+		"authentication_in_future": authenticated_at - now > time.parse_duration_ns(settings.clock_skew),
+	}
+	broken
 }
 
 # An authentication time that is present but unreadable must not pass unchecked.
@@ -78,7 +80,7 @@ violations contains "delegated_session_without_parent" if {
 # (OPA leaves `not is_object(input.session)` undefined when the session is missing).
 result := {"decision": "allow", "reasons": ["session_active"]} if {
 	is_object(input.session)
-	count(violations) == 0
+	violations == set()
 } else := {"decision": "deny", "reasons": sort(violations)} if {
 	is_object(input.session)
 } else := {"decision": "deny", "reasons": ["session_missing"]}
