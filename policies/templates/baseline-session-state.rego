@@ -48,12 +48,13 @@ violations contains "session_expiry_missing" if not session_times.expires_at
 violations contains "session_expired" if session_times.expires_at <= now
 
 # The authentication time must lie at most max_authentication_age before now and at most
-# clock_skew after it.
+# clock_skew after it: each limit with the reason it gives when broken.
 violations contains reason if {
-	authenticated_at := session_times.authenticated_at
+	# How long ago the session was authenticated (negative: in the future).
+	age := now - session_times.authenticated_at
 	some reason, broken in {
-		"authentication_too_old": now - authenticated_at > time.parse_duration_ns(settings.max_authentication_age),
-		"authentication_in_future": authenticated_at - now > time.parse_duration_ns(settings.clock_skew),
+		"authentication_too_old": age > time.parse_duration_ns(settings.max_authentication_age),
+		"authentication_in_future": 0 - age > time.parse_duration_ns(settings.clock_skew),
 	}
 	broken
 }
