@@ -80,7 +80,11 @@ granted := [scope |
 	# scope without ":" is its own action), else the default.
 	parts := split(scope, ":")
 	action := parts[count(parts) - 1]
-	requirement := object.get(requirements, scope, object.get(requirements, action, default_requirement))
+	requirement := object.get(
+		requirements,
+		scope,
+		object.get(requirements, action, default_requirement),
+	)
 
 	# The subject meets it with enough clearance and, where the requirement lists
 	# departments or subject types, one of them (a subject without one meets no such list).
