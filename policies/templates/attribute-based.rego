@@ -35,7 +35,7 @@ settings := {
 # ---- Input --------------------------------------------------------------------------
 # A field of the wrong type counts as absent.
 
-# A number as itself, any other value as 0.
+# A number as itself, any other value as 0 (for the subject's clearance, read in granted).
 number_or_zero(value) := value if is_number(value) else := 0
 
 # ---- Policy -------------------------------------------------------------------------
