@@ -11,10 +11,10 @@ import rego.v1
 # ---- Settings -------------------------------------------------------------------------
 
 settings := {
-	# How long an authentication stays good.
-	"max_authentication_age": "12h",
-	# How far in the future an authentication time may lie (clocks differ a little).
-	"clock_skew": "5m",
+	# How long an authentication stays good, in seconds (12 hours).
+	"max_authentication_age": 43200,
+	# How far in the future an authentication time may lie, in seconds (clocks differ).
+	"clock_skew": 300,
 }
 
 # ---- Input --------------------------------------------------------------------------
@@ -50,11 +50,12 @@ violations contains "session_expired" if session_times.expires_at <= now
 # The authentication time must lie at most max_authentication_age before now and at most
 # clock_skew after it: each limit with the reason it gives when broken.
 violations contains reason if {
-	# How long ago the session was authenticated (negative: in the future).
+	# How long ago the session was authenticated, in nanoseconds (negative: in the future);
+	# the limits are in seconds.
 	age := now - session_times.authenticated_at
 	some reason, broken in {
-		"authentication_too_old": age > time.parse_duration_ns(settings.max_authentication_age),
-		"authentication_in_future": 0 - age > time.parse_duration_ns(settings.clock_skew),
+		"authentication_too_old": age > settings.max_authentication_age * 1000000000,
+		"authentication_in_future": 0 - age > settings.clock_skew * 1000000000,
 	}
 	broken
 }
