@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -398,9 +398,9 @@ def evaluate_set(compiled: CompiledSet, input: Mapping[str, Any]) -> Decision:
     policies = compiled.policies
     if len(policies) == 1:
         rule = compiled._plan.rules[0]
-        if rule is not None and compiled.engine is not None:
-            alone = _evaluate_alone(compiled.engine, rule, input)
-            return _decide_alone(policies[0], alone, input)
+        engine = compiled.engine
+        if rule is not None and engine is not None:
+            return _decide_alone(policies[0], _evaluate_alone(engine, rule, input), input)
     outcomes: list[tuple[CompiledPolicy, PolicyOutcome]] = []
     diagnostics: list[dict[str, str]] = []
     engine = compiled.engine
@@ -447,7 +447,7 @@ def _combine(
     )
     if len(outcomes) == 1:
         determining = outcomes
-        reasons = list(dict.fromkeys(outcomes[0][1].reasons))
+        reasons = _unique(outcomes[0][1].reasons)
     else:
         determining = [po for po, e in zip(outcomes, effective, strict=True) if e == final]
         reasons = list(dict.fromkeys(r for _, o in determining for r in o.reasons))
@@ -503,10 +503,10 @@ def _decide_alone(
     elif final == "partial":
         step_up = dict(outcome.step_up) if outcome.step_up is not None else None
         if outcome.decision == "partial" and outcome.granted_scopes:
-            granted = list(dict.fromkeys(outcome.granted_scopes))
+            granted = _unique(outcome.granted_scopes)
     return Decision(
         decision=final,
-        reasons=list(dict.fromkeys(outcome.reasons)),
+        reasons=_unique(outcome.reasons),
         granted_scopes=granted,
         obligations=dict(outcome.obligations) if outcome.obligations else {},
         step_up=step_up,
@@ -532,11 +532,16 @@ def _intersect(lists: Iterable[tuple[str, ...]]) -> list[str]:
     result: list[str] | None = None
     for scopes in lists:
         if result is None:
-            result = list(dict.fromkeys(scopes))
+            result = _unique(scopes)
         else:
             keep = set(scopes)
             result = [s for s in result if s in keep]
     return result or []
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    """``items`` in order, without repeats."""
+    return list(items) if len(items) < 2 else list(dict.fromkeys(items))
 
 
 def _requested_scopes(input: Mapping[str, Any]) -> list[str]:
