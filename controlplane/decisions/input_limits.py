@@ -33,26 +33,25 @@ MAX_VALUES = 10_000
 
 def check_input_limits(input: dict[str, Any], body: bytes) -> None:
     """400 invalid_body when the input (decoded from ``body``) is over a limit."""
-    _check_lists(input)
-    if _may_hold_too_many(body) and _count_values(input, []) > MAX_VALUES:
-        raise _too_many_values()
+    _check(input, _may_hold_too_many(body))
 
 
 def check_batch_input_limits(inputs: Sequence[Any], body: bytes) -> None:
     """``check_input_limits`` for each input of a batch (decoded from ``body``); the error
     of the first input over a limit, its issue path under ``["inputs", index]``."""
-    may_hold_too_many = _may_hold_too_many(body)
+    body_may_hold_too_many = _may_hold_too_many(body)
     for index, item in enumerate(inputs):
         try:
-            _check_lists(item)
-            if (
-                may_hold_too_many
-                and _may_hold_too_many(_json.encode(item))
-                and _count_values(item, []) > MAX_VALUES
-            ):
-                raise _too_many_values()
+            _check(item, body_may_hold_too_many and _may_hold_too_many(_json.encode(item)))
         except Invalid as exc:
             raise at_batch_item(exc, index) from None
+
+
+def _check(input: dict[str, Any], may_hold_too_many: bool) -> None:
+    """The list limits, and the value count when ``may_hold_too_many``."""
+    _check_lists(input)
+    if may_hold_too_many and _count_values(input, []) > MAX_VALUES:
+        raise Invalid.body(f"at most {MAX_VALUES} values are allowed", ["input"])
 
 
 def _check_lists(input: dict[str, Any]) -> None:
@@ -75,10 +74,6 @@ def _may_hold_too_many(encoded: bytes) -> bool:
     so fewer commas and brackets than the list limit settles both."""
     count = encoded.count(b",") + encoded.count(b"{") + encoded.count(b"[")
     return count >= MAX_LIST_ITEMS
-
-
-def _too_many_values() -> Invalid:
-    return Invalid.body(f"at most {MAX_VALUES} values are allowed", ["input"])
 
 
 _json = msgspec.json.Encoder()

@@ -334,8 +334,7 @@ async def _decided(
         outcome = Outcome(state.active, session_denial(gate.deny_reason))
     else:
         outcome = timed_evaluation(evaluate, state, ctx.input)
-        if outcome.decision.step_up is not None:
-            outcome = await open_step_up(services, ctx, outcome, gate.session_id)
+        outcome = await open_step_up(services, ctx, outcome, gate.session_id)
     response = response_of(ctx, outcome)
     if ctx.sign:
         await sign_response(services, ctx, response, key)
