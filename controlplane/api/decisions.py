@@ -22,7 +22,7 @@ from controlplane.api.common import actor_id
 from controlplane.decisions import pipeline
 from controlplane.decisions.input_limits import check_batch_input_limits, check_input_limits
 from controlplane.decisions.pipeline import MAX_BATCH_INPUTS, DecisionResponse
-from controlplane.http.errors import MISSING_BODY, ErrorBody, invalid_body
+from controlplane.http.errors import MISSING_BODY, error_responses, invalid_body
 from controlplane.http.request_context import current_request_id
 from controlplane.http.strict_input import decode_strictly
 from controlplane.metrics.decisions import count_decision, decision_answered, decision_clock
@@ -132,21 +132,19 @@ def _documents_batch_body(data: BatchDecisionRequest) -> None:
     """Never called: documents ``BatchDecisionRequest`` as ``_documents_request_body`` does."""
 
 
-def _error(description: str) -> ResponseSpec:
-    return ResponseSpec(ErrorBody, generate_examples=False, description=description)
-
-
 #: Every answer a decision route can give besides 200, in the contract's envelope.
-_ERRORS = {
-    400: _error("invalid_body (the body, or an input's session); invalid_query"),
-    401: _error("invalid_admin_token"),
-    403: _error("admin_token_zone_mismatch"),
-    404: _error("zone_not_found"),
-    409: _error("no_active_policy_set"),
-    413: _error("payload_too_large (over 1 MiB)"),
-    500: _error("internal_error"),
-    503: _error("audit_unavailable: the decision could not be recorded; retry"),
-}
+_ERRORS = error_responses(
+    {
+        400: "invalid_body (the body, or an input's session); invalid_query",
+        401: "invalid_admin_token",
+        403: "admin_token_zone_mismatch",
+        404: "zone_not_found",
+        409: "no_active_policy_set",
+        413: "payload_too_large (over 1 MiB)",
+        500: "internal_error",
+        503: "audit_unavailable: the decision could not be recorded; retry",
+    }
+)
 _OK = "Request fulfilled, document follows"
 
 

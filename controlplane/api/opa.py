@@ -31,7 +31,7 @@ from controlplane.fleet.status import (
     list_instances,
     store_report,
 )
-from controlplane.http.errors import ErrorBody, invalid_body
+from controlplane.http.errors import error_responses, invalid_body
 from controlplane.http.openapi import DocumentedBody
 from controlplane.http.strict_input import decode_strictly
 from controlplane.registry.zones import require_zone
@@ -49,10 +49,7 @@ _ERRORS = {
 def _errors(*statuses: int, **overrides: str) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the error statuses a route can answer (the contract's envelope)."""
     described = {**_ERRORS, **{int(k.removeprefix("s")): v for k, v in overrides.items()}}
-    return {
-        status: ResponseSpec(ErrorBody, description=described[status], generate_examples=False)
-        for status in statuses
-    }
+    return error_responses({status: described[status] for status in statuses})
 
 
 #: The bodies OPA sends, for the OpenAPI document (the routes decode and check them in code;

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
+from litestar.openapi import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from controlplane.errors import (
@@ -62,6 +64,15 @@ class ApiError(Exception):
         self.code = code
         self.detail = detail
         self.issues = issues
+
+
+def error_responses(described: Mapping[int, str]) -> dict[int, ResponseSpec]:
+    """A route's ``responses=`` entries for the error statuses it can answer, each in the
+    contract's envelope with its description (what ``controlplane.http.openapi`` lists)."""
+    return {
+        status: ResponseSpec(ErrorBody, description=description, generate_examples=False)
+        for status, description in described.items()
+    }
 
 
 def invalid_body(message: str, path: list[PathItem] | None = None) -> ApiError:

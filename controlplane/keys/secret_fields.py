@@ -47,10 +47,20 @@ def is_secret_key(key: str) -> bool:
     return SECRET_KEY_RE.search(key) is not None and not key.lower().endswith(_CONFIG_SUFFIXES)
 
 
-@functools.lru_cache(maxsize=4096)
 def is_redacted_key(key: str) -> bool:
     """True if audit metadata hides the value of a field named `key`."""
-    return is_secret_key(key) and key not in NOT_SECRET_FIELDS
+    hidden = _REDACTED_KEYS.get(key)
+    if hidden is None:
+        hidden = is_secret_key(key) and key not in NOT_SECRET_FIELDS
+        if len(_REDACTED_KEYS) < _REDACTED_KEYS_MAX:
+            _REDACTED_KEYS[key] = hidden
+    return hidden
+
+
+#: key -> `is_redacted_key(key)`, for the keys seen first (a dict lookup is cheaper than a
+#: cached function call: `_holds_redacted_key` looks here before calling it).
+_REDACTED_KEYS: dict[str, bool] = {}
+_REDACTED_KEYS_MAX = 4096
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -164,8 +174,6 @@ def _holds_redacted_key(value: Any) -> bool:
             hidden = _REDACTED_KEYS.get(key)
             if hidden is None:
                 hidden = isinstance(key, str) and is_redacted_key(key)
-                if len(_REDACTED_KEYS) < _REDACTED_KEYS_MAX:
-                    _REDACTED_KEYS[key] = hidden
             if hidden:
                 return True
             if item.__class__ not in _SCALARS and _holds_redacted_key(item):
@@ -178,9 +186,6 @@ def _holds_redacted_key(value: Any) -> bool:
     return False
 
 
-#: key -> whether `redact` hides it: a dict lookup is cheaper than the cached function call.
-_REDACTED_KEYS: dict[Any, bool] = {}
-_REDACTED_KEYS_MAX = 4096
 #: Values that hold no dict (checked by exact class: one set lookup per value).
 _SCALARS = frozenset((str, int, float, bool, type(None)))
 
