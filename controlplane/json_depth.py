@@ -4,14 +4,21 @@ Free-form values (decision inputs, provider configuration, OPA decision events) 
 recursively by the service, by the Rego engine and by PostgreSQL, so their depth is bounded
 by ``MAX_DEPTH``: a request body is refused past it (``controlplane.http.strict_input``), an
 OPA decision event is stored with its too-deep parts summarised
-(``controlplane.fleet.deep_events``).
+(``controlplane.fleet.deep_events``; one deeper than the decoder goes is cut first,
+``cut_deeper_than``).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_DEPTH", "TOO_DEEP_TO_DECODE", "nesting_depth", "nests_deeper_than"]
+__all__ = [
+    "MAX_DEPTH",
+    "TOO_DEEP_TO_DECODE",
+    "cut_deeper_than",
+    "nesting_depth",
+    "nests_deeper_than",
+]
 
 #: How deep a JSON body (or an OPA decision event) may nest objects and arrays; the
 #: document itself is level 1.
@@ -56,3 +63,31 @@ def _without_strings(document: bytes) -> bytes:
     if b'\\"' not in document:
         return b"".join(document.split(b'"')[0::2])
     return _STRING.sub(b"", document)
+
+
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+_OPENING = frozenset(b"[{")
+
+
+def cut_deeper_than(document: bytes, limit: int, placeholder: bytes) -> bytes:
+    """``document`` with every object or array nested deeper than ``limit`` levels replaced
+    by ``placeholder`` (a JSON value), without recursion: for documents too deep for the
+    JSON decoder. ``document`` must be well-formed JSON (else neither is the result).
+    About 0.2 µs a bracket or string, in Python: callers bound the size."""
+    parts: list[bytes] = []
+    depth = kept_from = 0
+    for token in _TOKEN.finditer(document):
+        first = document[token.start()]
+        if first == 0x22:  # a string: brackets inside it do not count
+            continue
+        if first in _OPENING:
+            depth += 1
+            if depth == limit + 1:
+                parts.append(document[kept_from : token.start()])
+        else:
+            if depth == limit + 1:
+                parts.append(placeholder)
+                kept_from = token.end()
+            depth -= 1
+    parts.append(document[kept_from:])
+    return b"".join(parts)

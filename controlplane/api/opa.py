@@ -3,6 +3,7 @@ the zone's instances. The work is in ``controlplane.fleet``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, ClassVar
 
 import msgspec
@@ -20,7 +21,12 @@ from controlplane.fleet.decision_logs import (
     inflate,
     store_events,
 )
-from controlplane.fleet.deep_events import holds_deep_events
+from controlplane.fleet.deep_events import (
+    CUT_DEPTH,
+    MAX_CUT_BYTES,
+    cut_too_deep,
+    holds_deep_events,
+)
 from controlplane.fleet.longpoll import prefer_wait
 from controlplane.fleet.service import serve_active_bundle
 from controlplane.fleet.signing import ALGORITHM
@@ -33,7 +39,8 @@ from controlplane.fleet.status import (
 )
 from controlplane.http.errors import error_responses, invalid_body
 from controlplane.http.openapi import DocumentedBody
-from controlplane.http.strict_input import decode_strictly
+from controlplane.http.strict_input import TooDeepToDecode, decode_strictly
+from controlplane.json_depth import nests_deeper_than
 from controlplane.registry.zones import require_zone
 from controlplane.services import Services
 
@@ -50,6 +57,23 @@ def _errors(*statuses: int, **overrides: str) -> dict[int, ResponseSpec]:
     """OpenAPI entries for the error statuses a route can answer (the contract's envelope)."""
     described = {**_ERRORS, **{int(k.removeprefix("s")): v for k, v in overrides.items()}}
     return error_responses({status: described[status] for status in statuses})
+
+
+async def _decoded_events(text: bytes) -> tuple[bytes, list[Any], bool]:
+    """The upload's JSON, its events, and whether an event may nest deeper than 64 levels
+    (``holds_deep_events``). An upload nesting deeper than ``CUT_DEPTH`` (or than the decoder
+    goes) is cut first, in a thread (``cut_too_deep``), and the JSON is then the cut one.
+    400 for malformed JSON, or when too deep and over ``MAX_CUT_BYTES``."""
+    try:
+        events = check_events(decode_strictly(_ANY, text, max_depth=None))
+        deep = holds_deep_events(text)
+        if not deep or not nests_deeper_than(text, CUT_DEPTH):
+            return text, events, deep
+    except TooDeepToDecode:
+        if len(text) > MAX_CUT_BYTES:
+            raise
+    cut = await asyncio.to_thread(cut_too_deep, text)
+    return cut, check_events(decode_strictly(_ANY, cut, max_depth=None)), True
 
 
 #: The bodies OPA sends, for the OpenAPI document (the routes decode and check them in code;
@@ -189,12 +213,10 @@ class OpaController(Controller):
     ) -> Response[None]:
         """OPA's decision-log upload (gzip JSON array) into the zone's audit log."""
         body = await _read_capped(request, MAX_GZIP_BYTES)
-        text = inflate(body, _gzipped(request))
         # Malformed: 400. Nested deeper than 64 levels: stored, too-deep parts summarised (one
         # deep event must not refuse its chunk, which OPA would retry forever).
-        events = check_events(decode_strictly(_ANY, text, max_depth=None))
+        text, events, deep = await _decoded_events(inflate(body, _gzipped(request)))
         has_nul = b"\\u0000" in text  # jsonb refuses NUL: such events are cleaned first
-        deep = holds_deep_events(text)
         async with services.db.transaction() as conn:
             await require_zone(conn, zone_id)
             result = await store_events(

@@ -111,10 +111,17 @@ def decode_strictly(
     return value
 
 
+class TooDeepToDecode(ApiError):
+    """400 invalid_body: the body nests deeper than the JSON decoder goes."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "invalid_body", issues=[Issue(path=[], message=TOO_DEEP_TO_DECODE)])
+
+
 def too_deep(max_depth: int | None = MAX_DEPTH) -> ApiError:
     """400 invalid_body for a body nested deeper than ``max_depth`` (None: than the JSON
-    decoder goes)."""
-    message = (
-        TOO_DEEP_TO_DECODE if max_depth is None else f"JSON nested deeper than {max_depth} levels"
-    )
+    decoder goes, ``TooDeepToDecode``)."""
+    if max_depth is None:
+        return TooDeepToDecode()
+    message = f"JSON nested deeper than {max_depth} levels"
     return ApiError(400, "invalid_body", issues=[Issue(path=[], message=message)])

@@ -6,7 +6,18 @@ import hashlib
 import json
 from typing import Any
 
-from controlplane.fleet.deep_events import TOO_DEEP, holds_deep_events, within_depth
+import pytest
+
+from controlplane.fleet.deep_events import (
+    CUT,
+    CUT_DEPTH,
+    MAX_CUT_BYTES,
+    TOO_DEEP,
+    cut_too_deep,
+    holds_deep_events,
+    within_depth,
+)
+from controlplane.json_depth import cut_deeper_than, nesting_depth
 
 
 def nested(levels: int) -> Any:
@@ -49,3 +60,33 @@ def test_within_depth_keeps_shallow_metadata_and_summarises_deep_fields() -> Non
         "path": "a/b",
     }
     assert "input" in deep  # the caller's metadata is left as it was
+
+
+def test_cutting_replaces_what_nests_past_the_limit_and_keeps_the_rest() -> None:
+    document = json.dumps(
+        [{"s": '[{"quoted\\"' + "]" * 5, "deep": nested(5)}, [[[]]], {"x": [1, {"y": []}]}],
+        separators=(",", ":"),
+    ).encode()
+    cut = cut_deeper_than(document, 3, b'"CUT"')
+    assert json.loads(cut) == [
+        {"s": '[{"quoted\\"' + "]" * 5, "deep": {"a": "CUT"}},  # brackets in strings ignored
+        [["CUT"]],
+        {"x": [1, "CUT"]},
+    ]
+    assert cut_deeper_than(document, 10, b'"CUT"') == document  # nothing that deep
+
+
+def test_a_chunk_too_deep_for_the_decoder_is_cut_to_a_decodable_one() -> None:
+    levels = 10_000
+    deep = b'{"a":' * levels + b"1" + b"}" * levels
+    text = b'[{"decision_id":"d","input":' + deep + b'},{"i":1}]'
+    cut = cut_too_deep(text)
+    assert nesting_depth(cut, CUT_DEPTH + 5) == CUT_DEPTH
+    decoded = json.loads(cut)
+    assert decoded[1] == {"i": 1}
+    innermost = decoded[0]["input"]
+    for _ in range(CUT_DEPTH - 3):
+        innermost = innermost["a"]
+    assert innermost == {"a": CUT}
+    with pytest.raises(ValueError):
+        cut_too_deep(b" " * (MAX_CUT_BYTES + 1))
