@@ -8,6 +8,10 @@ fresh, warmed up and loaded by ``wrk -t1 -c32`` for ``--duration`` seconds, in a
 order. Prints per variant the median requests/s, p50/p99 and CPU µs per request (the
 server's process tree, and with PostgreSQL's backends), and each variant's ratios to the
 first one: on a shared machine compare these ratios, not the absolute figures.
+``--floor`` adds ``bench/pdp_floor.py`` (bare ASGI + the same evaluation) to every round and
+prints each variant's worker CPU ÷ the floor's, the median of the rounds' ratios: the
+steady way to read the service's distance from the floor (a separate run of each drifts
+with the machine by ±10 %).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from harness import (
     postmaster_pid,
     run_wrk,
     set_up_zone,
+    start_floor,
     start_server,
     stop,
     tree_cpu_seconds,
@@ -56,11 +61,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch", type=int, default=0, help="post batches of this size")
+    parser.add_argument("--floor", action="store_true", help="the floor in every round too")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
     variants = [parse_variant(v) for v in args.variants]
     tmp = Path(tempfile.mkdtemp(prefix="caracal-bench-ab-"))
     results: dict[str, list[tuple[float, float, float, float, float]]] = {}
+    floor_cpu: list[float] = []
     print(
         f"A/B, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; wrk -t1 -c32,"
         f" {args.duration:.0f} s per run, {args.runs} round(s), {args.workers} worker(s)"
@@ -104,6 +111,8 @@ def main() -> None:
                         f"  non-2xx {w.status_errors}",
                         flush=True,
                     )
+                if args.floor and zone is not None:
+                    floor_cpu.append(run_floor(tmp, zone, args.warmup, args.duration))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     first = variants[0][0]
@@ -119,6 +128,43 @@ def main() -> None:
             f"  CPU {med(name, 3):4.0f} us ({med(name, 3) / med(first, 3):.2f})"
             f"  +PG {med(name, 4):4.0f} us ({med(name, 4) / med(first, 4):.2f})"
         )
+    if floor_cpu:
+        floor = statistics.median(floor_cpu)
+        print(f"worker CPU ÷ the floor's {floor:.0f} us (median of the rounds' ratios):")
+        for name, _ in variants:
+            ratios = [r[3] / f for r, f in zip(results[name], floor_cpu, strict=True)]
+            rounds = ", ".join(f"{x:.2f}" for x in ratios)
+            print(f"  {name:<10} {statistics.median(ratios):.2f}  (rounds: {rounds})")
+
+
+def run_floor(tmp: Path, zone: str, warmup: float, duration: float) -> float:
+    """One warmed-up wrk run against a fresh floor; its CPU µs per request."""
+    port = free_port()
+    target = f"http://127.0.0.1:{port}/v1/zones/{zone}/decisions"
+    script = decision_script()
+    with (tmp / "floor.log").open("wb") as out:
+        proc = start_floor(port, out)
+    try:
+        wait_for(lambda: _answers(target))
+        run_wrk(target, script, tmp, seconds=warmup)
+        cpu0 = tree_cpu_seconds(proc.pid)
+        w = run_wrk(target, script, tmp, seconds=duration)
+        cpu = cpu_between(cpu0, tree_cpu_seconds(proc.pid)) / max(w.requests, 1) * 1e6
+    finally:
+        stop(proc)
+    print(
+        f"  {'floor':<10} {w.rps:>8,.0f} req/s  p50 {w.p50:6.2f}  p99 {w.p99:6.2f} ms"
+        f"  CPU {cpu:4.0f} us/decision",
+        flush=True,
+    )
+    return cpu
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.post(url, json={"input": E2E_INPUT}, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 if __name__ == "__main__":
