@@ -54,6 +54,20 @@ def no_secrets_in_logs() -> Iterator[SecretScanningHandler]:
     assert not handler.leaks, f"secrets in {len(handler.leaks)} log lines: {handler.leaks[:3]}"
 
 
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """The root logger as it was before each test: a CLI run in-process (``main([...])``)
+    points it at the ``sys.stderr`` of that moment, a capture that pytest closes after the
+    test, and a later test's log line would then fail to write ("--- Logging error ---")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def _docker_answers() -> bool:
     """True when a Docker engine answers (without leaking the client's socket)."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
