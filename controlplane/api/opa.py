@@ -61,13 +61,14 @@ def _errors(*statuses: int, **overrides: str) -> dict[int, ResponseSpec]:
 
 async def _decoded_events(text: bytes) -> tuple[bytes, list[Any], bool]:
     """The upload's JSON, its events, and whether an event may nest deeper than 64 levels
-    (``holds_deep_events``). An upload nesting deeper than ``CUT_DEPTH`` (or than the decoder
-    goes) is cut first, in a thread (``cut_too_deep``), and the JSON is then the cut one.
-    400 for malformed JSON, or when too deep and over ``MAX_CUT_BYTES``."""
+    (``holds_deep_events``). An upload of at most ``MAX_CUT_BYTES`` nesting deeper than
+    ``CUT_DEPTH`` (or than the decoder goes) is cut first, in a thread (``cut_too_deep``),
+    and the JSON is then the cut one. 400 for malformed JSON, or when too deep to decode and
+    over ``MAX_CUT_BYTES``."""
     try:
         events = check_events(decode_strictly(_ANY, text, max_depth=None))
         deep = holds_deep_events(text)
-        if not deep or not nests_deeper_than(text, CUT_DEPTH):
+        if not deep or len(text) > MAX_CUT_BYTES or not nests_deeper_than(text, CUT_DEPTH):
             return text, events, deep
     except TooDeepToDecode:
         if len(text) > MAX_CUT_BYTES:

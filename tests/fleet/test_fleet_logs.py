@@ -418,24 +418,39 @@ def test_a_chunk_deeper_than_the_decoder_goes_is_stored_cut(
     assert opa_event_count(db, zone_id) == 4 + 11
 
 
-def test_a_chunk_too_deep_to_decode_and_too_large_to_cut_is_a_clean_400(
-    client: TestClient, zone: dict
-) -> None:
-    """Cutting walks the chunk in Python: one over 4 MiB (inflated) that the decoder cannot
-    read stays 400 invalid_body, nothing stored."""
+def test_a_chunk_over_4_mib_is_not_cut(client: TestClient, zone: dict, db: Any) -> None:
+    """Cutting walks the chunk in Python, so a chunk over 4 MiB (inflated) is never cut: one
+    the decoder reads is stored as any deep chunk (its deep input summarised whole); one it
+    cannot read stays 400 invalid_body, nothing stored."""
     zone_id = zone["id"]
     version = active_set(client, zone_id, ALLOW)["version"]["id"]
     token = pdp_token(client, zone_id)
     padded = [
         decision_event({"pad": "x" * 1000, "i": i}, RESULT, revision=version) for i in range(4200)
     ]
-    deep = decision_event({}, RESULT, revision=version)
-    text = json.dumps([{**deep, "input": "DEEP"}, *padded], separators=(",", ":")).encode()
-    text = text.replace(b'"DEEP"', b"[" * 3000 + b"]" * 3000)
-    assert len(text) > 4 * 1024 * 1024
-    response = post_logs(client, zone_id, token, gzip.compress(text))
+
+    def large_chunk(deep: dict[str, Any], levels: int) -> bytes:
+        text = json.dumps([{**deep, "input": "DEEP"}, *padded], separators=(",", ":")).encode()
+        text = text.replace(b'"DEEP"', b"[" * levels + b"]" * levels)
+        assert len(text) > 4 * 1024 * 1024
+        return gzip.compress(text)
+
+    too_deep = decision_event({}, RESULT, revision=version)
+    response = post_logs(client, zone_id, token, large_chunk(too_deep, 3000))
     assert response.status_code == 400, response.text
     assert response.json()["issues"][0]["message"] == (
         "JSON nested deeper than the decoder's limit (about 1000 levels)"
     )
-    assert opa_events(client, zone_id) == []
+    assert opa_event_count(db, zone_id) == 0
+
+    deep = decision_event({}, RESULT, revision=version)
+    response = post_logs(client, zone_id, token, large_chunk(deep, 300))
+    assert response.status_code == 204, response.text
+    assert opa_event_count(db, zone_id) == 1 + len(padded)
+    [row] = client.get(f"/v1/zones/{zone_id}/audit/by-request/{deep['decision_id']}").json()
+    encoded = b"[" * 300 + b"]" * 300
+    assert row["metadata_json"]["input_bytes"] == len(b'{"value":' + encoded + b"}")
+    assert (
+        row["metadata_json"]["input_sha256"]
+        == hashlib.sha256(b'{"value":' + encoded + b"}").hexdigest()
+    )
