@@ -18,6 +18,7 @@ from litestar.testing import TestClient
 from controlplane.app import create_app
 from controlplane.http.fast_path import FastPath
 from tests.api.policy_helpers import ALLOW, active_set
+from tests.api.test_decision_batch import refuse_decision_rows
 from tests.conftest import ADMIN_TOKEN, TEST_KEK, bearer, make_settings
 
 GENERATED = "<generated>"
@@ -136,14 +137,7 @@ def test_a_failed_audit_write_is_the_same_503_either_way(
 ) -> None:
     z = zone["id"]
     active_set(client, z, ALLOW)
-    db.execute(
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
-        " $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
-    )
-    db.execute(
-        "CREATE TRIGGER refuse BEFORE INSERT ON audit_events FOR EACH ROW"
-        " WHEN (NEW.event_type = 'decision') EXECUTE FUNCTION refuse()"
-    )
+    refuse_decision_rows(db)
     for url, body in (
         (f"/v1/zones/{z}/decisions", {"input": {}}),
         (f"/v1/zones/{z}/decisions/batch", {"inputs": [{}, {}]}),

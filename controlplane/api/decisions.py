@@ -8,7 +8,7 @@ in); everything else happens in the pipeline.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
 from litestar import Controller, Request, post
@@ -63,23 +63,17 @@ class BatchDecisionResponse(msgspec.Struct):
     decisions: list[DecisionResponse]
 
 
+T = TypeVar("T")
 _request_decoder = msgspec.json.Decoder(DecisionRequest)
 _batch_decoder = msgspec.json.Decoder(BatchDecisionRequest)
 
 
-def decode_request(body: bytes) -> DecisionRequest:
+def decode_body(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     """The body decoded strictly, once (``"sign": "true"`` is 400 invalid_body, never coerced);
     the errors are those Litestar and ``controlplane.http.strict_input`` give on other routes."""
     if not body:
         raise invalid_body(MISSING_BODY)
-    return decode_strictly(_request_decoder, body)
-
-
-def decode_batch(body: bytes) -> BatchDecisionRequest:
-    """A batch body decoded strictly, as ``decode_request`` does."""
-    if not body:
-        raise invalid_body(MISSING_BODY)
-    return decode_strictly(_batch_decoder, body)
+    return decode_strictly(decoder, body)
 
 
 # The handlers return their body already encoded (Litestar's serializer, the same bytes and
@@ -91,7 +85,7 @@ _serializer = get_serializer(None)
 async def answer_decision(services: Services, zone_id: str, body: bytes, actor: str) -> bytes:
     """The encoded 200 body of ``POST …/decisions`` (errors raise)."""
     started = decision_clock()
-    data = decode_request(body)
+    data = decode_body(_request_decoder, body)
     check_input_limits(data.input, body)
     response = await pipeline.decide(
         services,
@@ -107,7 +101,7 @@ async def answer_decision(services: Services, zone_id: str, body: bytes, actor: 
 
 async def answer_batch(services: Services, zone_id: str, body: bytes, actor: str) -> bytes:
     """The encoded 200 body of ``POST …/decisions/batch`` (errors raise)."""
-    data = decode_batch(body)
+    data = decode_body(_batch_decoder, body)
     check_batch_input_limits(data.inputs, body)
     decisions = await pipeline.decide_batch(
         services,
@@ -125,7 +119,7 @@ async def answer_batch(services: Services, zone_id: str, body: bytes, actor: str
 def _documents_request_body(data: DecisionRequest) -> None:
     """Never called: a dependency the handler does not take, so that the OpenAPI document
     shows ``DecisionRequest`` as the request body (Litestar reads a dependency's ``data``)
-    while the handler decodes the raw body itself (``decode_request``)."""
+    while the handler decodes the raw body itself (``decode_body``)."""
 
 
 def _documents_batch_body(data: BatchDecisionRequest) -> None:

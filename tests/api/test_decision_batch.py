@@ -42,6 +42,19 @@ def decision_rows(db: psycopg.Connection[Any], zone_id: str) -> list[dict[str, A
     ).fetchall()
 
 
+def refuse_decision_rows(db: psycopg.Connection[Any]) -> None:
+    """Make the database itself refuse every decision audit row (``DROP TRIGGER refuse ON
+    audit_events`` lifts it)."""
+    db.execute(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+    )
+    db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_events FOR EACH ROW"
+        " WHEN (NEW.event_type = 'decision') EXECUTE FUNCTION refuse()"
+    )
+
+
 def test_each_item_is_answered_as_a_single_decision_in_order_and_audited(
     client: TestClient, zone: dict[str, Any], db: psycopg.Connection[Any]
 ) -> None:
@@ -229,15 +242,7 @@ def test_the_audit_write_failing_answers_503_and_no_decision(
 ) -> None:
     z = zone["id"]
     active_set(client, z, ALLOW)
-    # Refuse every decision row of this zone in the database itself.
-    db.execute(
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
-        " $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
-    )
-    db.execute(
-        "CREATE TRIGGER refuse BEFORE INSERT ON audit_events FOR EACH ROW"
-        " WHEN (NEW.event_type = 'decision') EXECUTE FUNCTION refuse()"
-    )
+    refuse_decision_rows(db)
     response = batch(client, z, {"inputs": [{}, {}]})
     assert response.status_code == 503
     assert response.json()["error"] == "audit_unavailable"
