@@ -21,12 +21,7 @@ from controlplane.fleet.decision_logs import (
     inflate,
     store_events,
 )
-from controlplane.fleet.deep_events import (
-    CUT_DEPTH,
-    MAX_CUT_BYTES,
-    cut_too_deep,
-    holds_deep_events,
-)
+from controlplane.fleet.deep_events import CUT_DEPTH, MAX_CUT_BYTES, chunk_depth, cut_too_deep
 from controlplane.fleet.longpoll import prefer_wait
 from controlplane.fleet.service import serve_active_bundle
 from controlplane.fleet.signing import ALGORITHM
@@ -40,7 +35,7 @@ from controlplane.fleet.status import (
 from controlplane.http.errors import error_responses, invalid_body
 from controlplane.http.openapi import DocumentedBody
 from controlplane.http.strict_input import TooDeepToDecode, decode_strictly
-from controlplane.json_depth import nests_deeper_than
+from controlplane.json_depth import MAX_DEPTH
 from controlplane.registry.zones import require_zone
 from controlplane.services import Services
 
@@ -67,9 +62,9 @@ async def _decoded_events(text: bytes) -> tuple[bytes, list[Any], bool]:
     over ``MAX_CUT_BYTES``."""
     try:
         events = check_events(decode_strictly(_ANY, text, max_depth=None))
-        deep = holds_deep_events(text)
-        if not deep or len(text) > MAX_CUT_BYTES or not nests_deeper_than(text, CUT_DEPTH):
-            return text, events, deep
+        depth = chunk_depth(text)  # one scan for both bounds
+        if depth <= CUT_DEPTH or len(text) > MAX_CUT_BYTES:
+            return text, events, depth > MAX_DEPTH + 1
     except TooDeepToDecode:
         if len(text) > MAX_CUT_BYTES:
             raise

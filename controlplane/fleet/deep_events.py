@@ -27,13 +27,14 @@ from typing import Any
 import msgspec
 
 from controlplane.decisions.pipeline import omitted
-from controlplane.json_depth import MAX_DEPTH, cut_deeper_than, nests_deeper_than
+from controlplane.json_depth import MAX_DEPTH, cut_deeper_than, nesting_depth, nests_deeper_than
 
 __all__ = [
     "CUT",
     "CUT_DEPTH",
     "MAX_CUT_BYTES",
     "TOO_DEEP",
+    "chunk_depth",
     "cut_too_deep",
     "holds_deep_events",
     "within_depth",
@@ -51,10 +52,19 @@ _json = msgspec.json.Encoder()
 _CUT_JSON = _json.encode(CUT)
 
 
+def chunk_depth(chunk: bytes) -> int:
+    """How deep the JSON array ``chunk`` nests, counted up to ``CUT_DEPTH + 1``; 0 when it
+    has too few brackets for an event to nest deeper than ``MAX_DEPTH`` (most chunks: one
+    count, no scan). One measure serves both bounds: what to summarise, what to cut."""
+    if chunk.count(b"{") + chunk.count(b"[") <= MAX_DEPTH + 1:
+        return 0
+    return nesting_depth(chunk, CUT_DEPTH)
+
+
 def holds_deep_events(chunk: bytes) -> bool:
     """True if an event of the JSON array ``chunk`` may nest deeper than ``MAX_DEPTH`` (the
     array is one level more)."""
-    return nests_deeper_than(chunk, MAX_DEPTH + 1)
+    return chunk_depth(chunk) > MAX_DEPTH + 1
 
 
 def cut_too_deep(chunk: bytes) -> bytes:
