@@ -48,7 +48,7 @@ def write_all(url: str, events: list[DecisionEvent]) -> list[BaseException | Non
         writer.start()
         try:
             results = await asyncio.gather(
-                *(writer.write(e) for e in events), return_exceptions=True
+                *(writer.write_all([e]) for e in events), return_exceptions=True
             )
         finally:
             await writer.close()
@@ -93,7 +93,7 @@ def test_a_stopped_writer_refuses_writes(database_url: str) -> None:
     async def main() -> None:
         writer = DecisionAuditWriter(database_url)
         with pytest.raises(AuditWriteError):
-            await writer.write(event("z1"))
+            await writer.write_all([event("z1")])
 
     asyncio.run(main())
 
@@ -134,7 +134,7 @@ def test_lanes_spread_concurrent_writes_and_keep_a_callers_events_together(
         lanes = DecisionAuditLanes(database_url, 2)
         lanes.start()
         try:
-            await asyncio.gather(*(lanes.write(e) for e in singles), lanes.write_all(grouped))
+            await asyncio.gather(*(lanes.write_all([e]) for e in singles), lanes.write_all(grouped))
         finally:
             await lanes.close()
 

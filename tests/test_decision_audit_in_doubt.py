@@ -47,13 +47,13 @@ async def _write_with_broken_connection(
     writer = DecisionAuditWriter(url)
     writer.start()
     try:
-        await writer.write(event("warm-up"))  # the writer has its connection now
+        await writer.write_all([event("warm-up")])  # the writer has its connection now
         if retry_url is not None:
             writer.url = retry_url  # the next connection attempt will fail
         locker = await psycopg.AsyncConnection.connect(url)
         try:
             await locker.execute("LOCK TABLE audit_events IN SHARE ROW EXCLUSIVE MODE")
-            write = asyncio.create_task(writer.write(ev))
+            write = asyncio.create_task(writer.write_all([ev]))
             await asyncio.to_thread(_terminate_the_blocked_insert, url)
             await asyncio.sleep(0.2)
         finally:
@@ -111,7 +111,7 @@ def test_a_refused_connection_is_not_in_doubt() -> None:
         writer = DecisionAuditWriter("postgresql://127.0.0.1:1/none?connect_timeout=2")
         writer.start()
         try:
-            await writer.write(event("z1"))
+            await writer.write_all([event("z1")])
         except AuditWriteError as exc:
             return exc
         finally:

@@ -123,10 +123,6 @@ class DecisionAuditWriter:
         #: True while an INSERT is on its way (``DecisionAuditLanes`` looks)
         self.flushing = False
 
-    async def write(self, event: DecisionEvent) -> None:
-        """Return once ``event`` is committed; raise ``AuditWriteError`` if it could not be."""
-        await self.write_all([event])
-
     async def write_all(self, events: list[DecisionEvent]) -> None:
         """Return once all ``events`` are committed (in one INSERT); raise ``AuditWriteError``
         if they could not be."""

@@ -29,10 +29,6 @@ class DecisionAuditLanes:
     def __init__(self, url: str, lanes: int = 2) -> None:
         self.writers = [DecisionAuditWriter(url) for _ in range(max(1, lanes))]
 
-    async def write(self, event: DecisionEvent) -> None:
-        """Return once ``event`` is committed (``AuditWriteError`` if it could not be)."""
-        await self.write_all([event])
-
     async def write_all(self, events: list[DecisionEvent]) -> None:
         """Return once all ``events`` are committed, in one INSERT."""
         await self._pick().write_all(events)
