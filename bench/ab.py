@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import httpx
 from harness import (
     E2E_INPUT,
+    WrkResult,
     cpu_between,
     decision_script,
     embedded_postgres,
@@ -93,17 +94,18 @@ def main() -> None:
                         if args.batch:
                             target += "/batch"
                             body = {"inputs": [E2E_INPUT] * args.batch}
-                        script = decision_script(body)
-                        run_wrk(target, script, tmp, seconds=args.warmup)
-                        pg = postmaster_pid(data)
-                        cpu0, pg0 = tree_cpu_seconds(proc.pid), tree_cpu_seconds(pg)
-                        w = run_wrk(target, script, tmp, seconds=args.duration)
-                        cpu1, pg1 = tree_cpu_seconds(proc.pid), tree_cpu_seconds(pg)
+                        w, cpu, pg_cpu = loaded(
+                            proc.pid,
+                            target,
+                            decision_script(body),
+                            tmp,
+                            (args.warmup, args.duration),
+                            postmaster_pid(data),
+                        )
                     finally:
                         stop(proc)
                     per = max(w.requests, 1) * max(args.batch, 1)
-                    cpu = cpu_between(cpu0, cpu1) / per * 1e6
-                    pg_cpu = cpu_between(pg0, pg1) / per * 1e6
+                    cpu, pg_cpu = cpu / per * 1e6, pg_cpu / per * 1e6
                     results.setdefault(name, []).append((w.rps, w.p50, w.p99, cpu, cpu + pg_cpu))
                     print(
                         f"  {name:<10} {w.rps:>8,.0f} req/s  p50 {w.p50:6.2f}  p99 {w.p99:6.2f} ms"
@@ -137,34 +139,45 @@ def main() -> None:
             print(f"  {name:<10} {statistics.median(ratios):.2f}  (rounds: {rounds})")
 
 
+def loaded(
+    pid: int,
+    target: str,
+    script: str,
+    tmp: Path,
+    seconds: tuple[float, float],
+    postgres: int | None = None,
+) -> tuple[WrkResult, float, float]:
+    """A warm-up and a timed wrk run (``seconds``): the timed run, and the CPU seconds it
+    took of the server's process tree and of PostgreSQL's (0 without ``postgres``)."""
+    warmup, duration = seconds
+    run_wrk(target, script, tmp, seconds=warmup)
+    cpu0 = tree_cpu_seconds(pid)
+    pg0 = tree_cpu_seconds(postgres) if postgres else {}
+    w = run_wrk(target, script, tmp, seconds=duration)
+    cpu = cpu_between(cpu0, tree_cpu_seconds(pid))
+    pg = cpu_between(pg0, tree_cpu_seconds(postgres)) if postgres else 0.0
+    return w, cpu, pg
+
+
 def run_floor(tmp: Path, zone: str, warmup: float, duration: float) -> float:
     """One warmed-up wrk run against a fresh floor; its CPU µs per request."""
     port = free_port()
     target = f"http://127.0.0.1:{port}/v1/zones/{zone}/decisions"
-    script = decision_script()
     with (tmp / "floor.log").open("wb") as out:
         proc = start_floor(port, out)
     try:
-        wait_for(lambda: _answers(target))
-        run_wrk(target, script, tmp, seconds=warmup)
-        cpu0 = tree_cpu_seconds(proc.pid)
-        w = run_wrk(target, script, tmp, seconds=duration)
-        cpu = cpu_between(cpu0, tree_cpu_seconds(proc.pid)) / max(w.requests, 1) * 1e6
+        body = {"input": E2E_INPUT}
+        wait_for(lambda: httpx.post(target, json=body, timeout=1).status_code == 200)
+        w, cpu, _ = loaded(proc.pid, target, decision_script(), tmp, (warmup, duration))
     finally:
         stop(proc)
+    cpu = cpu / max(w.requests, 1) * 1e6
     print(
         f"  {'floor':<10} {w.rps:>8,.0f} req/s  p50 {w.p50:6.2f}  p99 {w.p99:6.2f} ms"
         f"  CPU {cpu:4.0f} us/decision",
         flush=True,
     )
     return cpu
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.post(url, json={"input": E2E_INPUT}, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":
